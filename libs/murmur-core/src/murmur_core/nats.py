@@ -1,0 +1,79 @@
+"""NATS for every service: one way to connect, declare streams, and carry W3C
+trace context in message headers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+
+log = logging.getLogger(__name__)
+
+
+async def connect(url: str, *, name: str) -> NatsClient:
+    """Connect with endless reconnects: a NATS restart costs latency, not the process."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", extra={"error": repr(exc)})
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    return await nats.connect(
+        servers=[url],
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+
+
+async def ensure_stream(
+    js: JetStreamContext,
+    *,
+    name: str,
+    subjects: list[str],
+    max_age_seconds: float,
+    duplicate_window_seconds: float = 120.0,
+    storage: StorageType = StorageType.FILE,
+) -> None:
+    """Create the stream, or bring an existing one's limits up to date."""
+    config = StreamConfig(
+        name=name,
+        subjects=subjects,
+        storage=storage,
+        max_age=max_age_seconds,
+        duplicate_window=duplicate_window_seconds,
+    )
+    try:
+        await js.stream_info(name)
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("created jetstream stream", extra={"stream": name})
+    else:
+        await js.update_stream(config)
+
+
+def inject_trace_context(headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers with the current span's ``traceparent`` (and baggage) added."""
+    carrier: dict[str, str] = dict(headers or {})
+    propagate.inject(carrier)
+    return carrier
+
+
+def extract_trace_context(headers: Mapping[str, str] | None) -> otel_context.Context:
+    """The trace context a message's headers carry (empty context if none)."""
+    return propagate.extract(dict(headers or {}))

@@ -1,0 +1,37 @@
+"""NATS subject and stream names: the one place they are spelled.
+
+Domain events: ``murmur.events.<kind>`` on stream ``MURMUR_EVENTS``, published
+by the timeline service's outbox relay. Per-user events (for the notifier):
+``murmur.user.<user_id>.<kind>`` on stream ``MURMUR_USER`` with short retention.
+Cache invalidations travel on core NATS under ``murmur.cache.invalidate``.
+"""
+
+from __future__ import annotations
+
+EVENTS_STREAM = "MURMUR_EVENTS"
+EVENTS_PREFIX = "murmur.events"
+USER_STREAM = "MURMUR_USER"
+USER_PREFIX = "murmur.user"
+CACHE_INVALIDATE = "murmur.cache.invalidate"
+
+# Event kinds, as they appear in subjects; the protobuf oneof field names map
+# onto them (post_created -> post.created).
+USER_CREATED = "user.created"
+POST_CREATED = "post.created"
+POST_DELETED = "post.deleted"
+FOLLOW_CREATED = "follow.created"
+FOLLOW_DELETED = "follow.deleted"
+EVENT_KINDS = (USER_CREATED, POST_CREATED, POST_DELETED, FOLLOW_CREATED, FOLLOW_DELETED)
+
+
+def event_subject(kind: str) -> str:
+    return f"{EVENTS_PREFIX}.{kind}"
+
+
+def kind_of_payload_field(field: str) -> str:
+    """``post_created`` -> ``post.created``."""
+    return field.replace("_", ".", 1)
+
+
+def user_subject(user_id: str, kind: str) -> str:
+    return f"{USER_PREFIX}.{user_id}.{kind}"

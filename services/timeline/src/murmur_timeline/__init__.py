@@ -1,0 +1,1 @@
+"""Murmur timeline service: the source of truth for users, follows and posts."""

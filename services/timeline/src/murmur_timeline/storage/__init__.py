@@ -1,0 +1,30 @@
+"""Timeline storage: one SQL store over two real databases (SQLite, PostgreSQL)."""
+
+from murmur_timeline.storage.database import Database, open_database
+from murmur_timeline.storage.models import (
+    AlreadyExists,
+    Audience,
+    NotFound,
+    OutboxEvent,
+    PermissionDenied,
+    Post,
+    StorageError,
+    Tombstone,
+    User,
+)
+from murmur_timeline.storage.store import TimelineStore
+
+__all__ = [
+    "AlreadyExists",
+    "Audience",
+    "Database",
+    "NotFound",
+    "OutboxEvent",
+    "PermissionDenied",
+    "Post",
+    "StorageError",
+    "TimelineStore",
+    "Tombstone",
+    "User",
+    "open_database",
+]

@@ -1,0 +1,340 @@
+"""The timeline's data access: every query and every transaction lives here.
+
+Writes that others must learn about add their event to the outbox in the same
+transaction, so an event exists exactly when its write does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from murmur_core.nats import inject_trace_context
+from murmur_timeline import events
+from murmur_timeline.events import PendingEvent
+from murmur_timeline.storage.database import Connection, Database, Row
+from murmur_timeline.storage.migrations import migrate
+from murmur_timeline.storage.models import (
+    AlreadyExists,
+    Audience,
+    NotFound,
+    OutboxEvent,
+    PermissionDenied,
+    Post,
+    Tombstone,
+    User,
+)
+
+POST_COLUMNS = "id, author_id, audience, ciphertext, key_id, created_at, expires_at, reply_to"
+# A post is live until deleted (row gone) or past expires_at ($n is "now").
+LIVE = "(expires_at IS NULL OR expires_at > ${n})"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _post(row: Row) -> Post:
+    return Post(
+        id=row[0],
+        author_id=row[1],
+        audience=Audience(row[2]),
+        ciphertext=bytes(row[3]),
+        key_id=row[4],
+        created_at=int(row[5]),
+        expires_at=None if row[6] is None else int(row[6]),
+        reply_to=row[7],
+    )
+
+
+def _user(row: Row) -> User:
+    return User(id=row[0], handle=row[1], public_key=bytes(row[2]), created_at=int(row[3]))
+
+
+class _Outbox:
+    """Adds events to the outbox inside the current write transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.written = 0
+
+    async def add(self, event: PendingEvent, created_at: int) -> None:
+        # The writer's trace context goes with the event, so the relay's publish
+        # and every consumer join the trace of the request that caused it.
+        await self._conn.execute(
+            "INSERT INTO outbox (event_id, subject, payload, trace_headers, created_at)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            event.event_id,
+            event.subject,
+            event.payload,
+            json.dumps(inject_trace_context()),
+            created_at,
+        )
+        self.written += 1
+
+
+class TimelineStore:
+    def __init__(self, db: Database, *, clock: Callable[[], int] = now_ms) -> None:
+        self.db = db
+        self._clock = clock
+        # Called after a commit that added outbox rows (the relay wakes on it).
+        self.on_outbox_commit: Callable[[], None] | None = None
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[tuple[Connection, _Outbox]]:
+        async with self.db.transaction() as conn:
+            outbox = _Outbox(conn)
+            yield conn, outbox
+        if outbox.written and self.on_outbox_commit is not None:
+            self.on_outbox_commit()
+
+    async def migrate(self) -> int:
+        return await migrate(self.db)
+
+    # Users
+
+    async def create_user(self, user_id: str, handle: str, public_key: bytes) -> tuple[User, bool]:
+        user = User(user_id, handle, public_key, self._clock())
+        async with self._write() as (conn, outbox):
+            inserted = await conn.fetchrow(
+                "INSERT INTO users (id, handle, public_key, created_at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT DO NOTHING RETURNING id",
+                user.id,
+                user.handle,
+                user.public_key,
+                user.created_at,
+            )
+            if inserted is not None:
+                await outbox.add(events.user_created(user), user.created_at)
+                return user, True
+            row = await conn.fetchrow(
+                "SELECT id, handle, public_key, created_at FROM users WHERE id = $1", user_id
+            )
+        if row is None:
+            raise AlreadyExists(f"handle {handle!r} is taken")
+        existing = _user(row)
+        if existing.handle != handle or existing.public_key != public_key:
+            raise AlreadyExists(f"user {user_id} exists with another handle or key")
+        return existing, False
+
+    async def get_user(self, user_id: str) -> User:
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, handle, public_key, created_at FROM users WHERE id = $1", user_id
+            )
+        if row is None:
+            raise NotFound(f"user {user_id} not found")
+        return _user(row)
+
+    async def _require_users(self, conn: Connection, user_ids: Sequence[str]) -> None:
+        for user_id in dict.fromkeys(user_ids):
+            if await conn.fetchrow("SELECT 1 FROM users WHERE id = $1", user_id) is None:
+                raise NotFound(f"user {user_id} not found")
+
+    # Follows
+
+    async def follow(self, follower_id: str, followee_id: str) -> bool:
+        now = self._clock()
+        async with self._write() as (conn, outbox):
+            await self._require_users(conn, [follower_id, followee_id])
+            inserted = await conn.fetchrow(
+                "INSERT INTO follows (follower_id, followee_id, created_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING follower_id",
+                follower_id,
+                followee_id,
+                now,
+            )
+            if inserted is None:
+                return False
+            event = events.follow_changed(follower_id, followee_id, created=True, now_ms=now)
+            await outbox.add(event, now)
+            return True
+
+    async def unfollow(self, follower_id: str, followee_id: str) -> bool:
+        now = self._clock()
+        async with self._write() as (conn, outbox):
+            await self._require_users(conn, [follower_id, followee_id])
+            removed = await conn.fetchrow(
+                "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2"
+                " RETURNING follower_id",
+                follower_id,
+                followee_id,
+            )
+            if removed is None:
+                return False
+            event = events.follow_changed(follower_id, followee_id, created=False, now_ms=now)
+            await outbox.add(event, now)
+            return True
+
+    async def list_followers(self, user_id: str, limit: int, after: str | None) -> list[str]:
+        async with self.db.read() as conn:
+            await self._require_users(conn, [user_id])
+            rows = await conn.fetch(
+                "SELECT follower_id FROM follows WHERE followee_id = $1 AND follower_id > $2"
+                " ORDER BY follower_id LIMIT $3",
+                user_id,
+                after or "",
+                limit,
+            )
+        return [row[0] for row in rows]
+
+    async def _follows(self, conn: Connection, follower_id: str, followee_id: str) -> bool:
+        row = await conn.fetchrow(
+            "SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = $2",
+            follower_id,
+            followee_id,
+        )
+        return row is not None
+
+    # Posts
+
+    async def create_post(self, post: Post) -> tuple[Post, bool]:
+        """Store ``post`` (its created_at is replaced by now). An identical retry of
+        a stored post returns it with ``False``; other content under its id conflicts."""
+        post = Post(
+            id=post.id,
+            author_id=post.author_id,
+            audience=post.audience,
+            ciphertext=post.ciphertext,
+            key_id=post.key_id,
+            created_at=self._clock(),
+            expires_at=post.expires_at,
+            reply_to=post.reply_to,
+        )
+        async with self._write() as (conn, outbox):
+            await self._require_users(conn, [post.author_id])
+            if await conn.fetchrow("SELECT 1 FROM tombstones WHERE post_id = $1", post.id):
+                raise AlreadyExists(f"post {post.id} was deleted; ids are never reused")
+            inserted = await conn.fetchrow(
+                f"INSERT INTO posts ({POST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " ON CONFLICT DO NOTHING RETURNING id",
+                post.id,
+                post.author_id,
+                int(post.audience),
+                post.ciphertext,
+                post.key_id,
+                post.created_at,
+                post.expires_at,
+                post.reply_to,
+            )
+            if inserted is not None:
+                await outbox.add(events.post_created(post), post.created_at)
+                return post, True
+            row = await conn.fetchrow(f"SELECT {POST_COLUMNS} FROM posts WHERE id = $1", post.id)
+        if row is None:  # deleted between our insert and read: the id is spent
+            raise AlreadyExists(f"post {post.id} was deleted; ids are never reused")
+        stored = _post(row)
+        if not stored.same_content(post):
+            raise AlreadyExists(f"post {post.id} exists with other content")
+        return stored, False
+
+    async def get_post(self, post_id: str, viewer_id: str) -> Post:
+        """The post if ``viewer_id`` may see it; NotFound otherwise, so that a
+        followers-only post's existence is not revealed to others."""
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {POST_COLUMNS} FROM posts WHERE id = $1 AND {LIVE.format(n=2)}",
+                post_id,
+                self._clock(),
+            )
+            if row is None:
+                raise NotFound(f"post {post_id} not found")
+            post = _post(row)
+            if (
+                post.audience == Audience.FOLLOWERS
+                and viewer_id != post.author_id
+                and not await self._follows(conn, viewer_id, post.author_id)
+            ):
+                raise NotFound(f"post {post_id} not found")
+        return post
+
+    async def delete_post(
+        self, post_id: str, viewer_id: str, *, reason: str = "author"
+    ) -> Tombstone:
+        """Replace the post by a tombstone. Deleting an already deleted post of
+        one's own answers its tombstone again, so retries are harmless."""
+        now = self._clock()
+        async with self._write() as (conn, outbox):
+            row = await conn.fetchrow("SELECT author_id FROM posts WHERE id = $1", post_id)
+            if row is None:
+                gone = await conn.fetchrow(
+                    "SELECT post_id, author_id, deleted_at, reason FROM tombstones"
+                    " WHERE post_id = $1",
+                    post_id,
+                )
+                if gone is not None and gone[1] == viewer_id:
+                    return Tombstone(gone[0], gone[1], int(gone[2]), gone[3])
+                raise NotFound(f"post {post_id} not found")
+            if row[0] != viewer_id:
+                raise PermissionDenied("only the author may delete a post")
+            tombstone = Tombstone(post_id, row[0], now, reason)
+            await conn.execute("DELETE FROM posts WHERE id = $1", post_id)
+            await conn.execute(
+                "INSERT INTO tombstones (post_id, author_id, deleted_at, reason)"
+                " VALUES ($1, $2, $3, $4)",
+                tombstone.post_id,
+                tombstone.author_id,
+                tombstone.deleted_at,
+                tombstone.reason,
+            )
+            await outbox.add(events.post_deleted(tombstone), now)
+        return tombstone
+
+    async def home_timeline(self, viewer_id: str, limit: int, before: str | None) -> list[Post]:
+        """Posts of the viewer and of everyone they follow, newest first. Following
+        an author admits their followers-only posts, so no audience filter applies."""
+        async with self.db.read() as conn:
+            await self._require_users(conn, [viewer_id])
+            rows = await conn.fetch(
+                f"SELECT {POST_COLUMNS} FROM posts WHERE author_id IN ("
+                "  SELECT followee_id FROM follows WHERE follower_id = $1 UNION SELECT $1"
+                f") AND id < $2 AND {LIVE.format(n=3)} ORDER BY id DESC LIMIT $4",
+                viewer_id,
+                before or "~",
+                self._clock(),
+                limit,
+            )
+        return [_post(row) for row in rows]
+
+    async def user_timeline(
+        self, author_id: str, viewer_id: str, limit: int, before: str | None
+    ) -> list[Post]:
+        async with self.db.read() as conn:
+            await self._require_users(conn, [author_id])
+            sees_all = viewer_id == author_id or await self._follows(conn, viewer_id, author_id)
+            audiences = (1, 2) if sees_all else (1, 1)
+            rows = await conn.fetch(
+                f"SELECT {POST_COLUMNS} FROM posts WHERE author_id = $1 AND id < $2"
+                f" AND audience IN ($3, $4) AND {LIVE.format(n=5)} ORDER BY id DESC LIMIT $6",
+                author_id,
+                before or "~",
+                *audiences,
+                self._clock(),
+                limit,
+            )
+        return [_post(row) for row in rows]
+
+    # Outbox
+
+    async def unsent_outbox(self, limit: int) -> list[OutboxEvent]:
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                "SELECT seq, event_id, subject, payload, trace_headers FROM outbox"
+                " WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
+                limit,
+            )
+        return [OutboxEvent(int(r[0]), r[1], r[2], bytes(r[3]), json.loads(r[4])) for r in rows]
+
+    async def mark_outbox_sent(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        # Exact seqs, never a range: with PostgreSQL a lower seq can commit later.
+        placeholders = ", ".join(f"${i}" for i in range(2, len(seqs) + 2))
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                f"UPDATE outbox SET sent_at = $1 WHERE seq IN ({placeholders})",
+                self._clock(),
+                *seqs,
+            )
