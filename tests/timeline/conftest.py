@@ -9,7 +9,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from murmur_core.service_info import ServiceInfo
+from murmur_core.telemetry import setup_tracing
 from murmur_timeline.storage import TimelineStore, open_database
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracing() -> None:
+    """A real tracer provider, as the services install one, so contexts propagate."""
+    setup_tracing(ServiceInfo(name="timeline-tests", version="test"))
 
 
 @pytest.fixture

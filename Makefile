@@ -1,0 +1,52 @@
+# Murmur: two commands on a fresh machine, `make up` and `make test`.
+SHELL := /bin/bash
+UV := $(shell ./scripts/ensure-uv.sh)
+RUN := $(UV) run --frozen
+PYTEST_ARGS ?=
+
+.PHONY: help install up down test lint format protos protos-check token uuid7 ci
+
+help:
+	@echo "make up            run the whole stack locally (Ctrl-C stops it)"
+	@echo "make down          stop a stack started by 'make up' in another shell"
+	@echo "make test          install and run the whole test suite"
+	@echo "make lint          ruff, format check and mypy"
+	@echo "make protos        regenerate Python code from protos/"
+	@echo "make protos-check  fail if generated code drifted from protos/"
+	@echo "make token USER=alice  mint a development bearer token"
+	@echo "make uuid7         print a new post id (UUIDv7)"
+
+install:
+	$(UV) sync --frozen
+
+up: install
+	$(RUN) python -m murmur_devstack up
+
+down:
+	$(RUN) python -m murmur_devstack down
+
+test: install
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+format: install
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+protos: install
+	$(RUN) python scripts/gen_protos.py
+
+protos-check: install
+	$(RUN) python scripts/gen_protos.py --check
+
+token: install
+	@$(RUN) python -m murmur_core.token_cli $(USER)
+
+uuid7: install
+	@$(RUN) python -c 'from murmur_core.ids import new_uuid7; print(new_uuid7())'
+
+ci: protos-check lint test
