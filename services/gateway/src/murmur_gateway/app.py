@@ -1,0 +1,63 @@
+"""The FastAPI application, built by a factory so importing does nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from murmur_core.auth import TokenVerifier
+from murmur_core.http import install_observability
+from murmur_core.service_info import package_version
+from murmur_gateway.backend import open_backend
+from murmur_gateway.errors import install_error_handlers
+from murmur_gateway.limits import BodySizeLimit
+from murmur_gateway.openapi import build_openapi
+from murmur_gateway.routes import health, posts, timelines, users
+from murmur_gateway.settings import GatewaySettings
+
+
+class GatewayApp(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        return build_openapi(self)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    # Loaded now, not per request, so a missing or bad key stops start-up.
+    verifier = TokenVerifier.from_files(
+        settings.jwt_public_key_paths,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        backend = open_backend(
+            settings.timeline_addr,
+            timeout_seconds=settings.grpc_timeout_seconds,
+            ready_timeout_seconds=settings.ready_timeout_seconds,
+        )
+        app.state.backend = backend
+        try:
+            yield
+        finally:
+            await backend.close()
+
+    app = GatewayApp(
+        title="Murmur gateway",
+        version=package_version("murmur-gateway"),
+        description="Public HTTP API of Murmur. Post bodies are client-side ciphertext.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.verifier = verifier
+    install_error_handlers(app)
+    for module in (health, users, posts, timelines):
+        app.include_router(module.router)
+    # Added before the observability middleware so that the latter wraps it and
+    # refused bodies show up in the metrics too.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_observability(app)
+    return app

@@ -1,0 +1,44 @@
+"""Gateway settings (environment variables prefixed ``GATEWAY_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from murmur_core.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=0, le=65535)
+    timeline_addr: str = "127.0.0.1:50051"
+    grpc_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Readiness probes must answer before the prober gives up, so they get a
+    # deadline of their own, shorter than a request's.
+    ready_timeout_seconds: float = Field(default=0.5, gt=0)
+    # Comma-separated so keys can rotate: add the new public key, switch the
+    # signer, then drop the old key once its tokens have expired.
+    jwt_public_key_files: str = "var/dev-keys/jwt-ed25519.pub"
+    jwt_issuer: str = "murmur-dev"
+    jwt_audience: str = "murmur"
+    # Above the timeline's ciphertext limit once base64 and the JSON around it
+    # are counted, so a legal post always fits.
+    max_body_bytes: int = Field(default=131072, gt=0)
+    max_page_size: int = Field(default=100, ge=1)
+    default_page_size: int = Field(default=20, ge=1)
+    # Cursors are opaque tokens from the timeline; anything longer is not one.
+    max_cursor_length: int = Field(default=512, ge=1)
+
+    @model_validator(mode="after")
+    def _default_page_fits(self) -> GatewaySettings:
+        if self.default_page_size > self.max_page_size:
+            raise ValueError("default_page_size must not exceed max_page_size")
+        return self
+
+    @property
+    def jwt_public_key_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.jwt_public_key_files.split(",") if p.strip()]
