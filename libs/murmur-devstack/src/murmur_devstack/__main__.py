@@ -1,0 +1,3 @@
+from murmur_devstack.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""What the stack runs, declared as data: one ``ServiceSpec`` per process.
+
+Adding a service is one entry in ``SERVICES``: its command, the ports it needs
+(named by the environment variable it reads them from), the variables that wire
+it to the rest, its readiness probe and what it depends on.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from murmur_devstack import binaries
+from murmur_devstack.ports import LOOPBACK
+from murmur_devstack.probes import GrpcHealthServing, Probe, RedisPing, http_readyz, nats_jetstream
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """Everything fixed for the lifetime of a stack: where things listen and live.
+
+    It does not change when a process restarts, so a restarted service comes
+    back on the same ports with the same data.
+    """
+
+    run_dir: Path
+    data_dir: Path
+    ports: Mapping[str, int]
+    database_url: str
+    jwt_public_key_files: Sequence[Path] = ()
+    host: str = LOOPBACK
+
+    def port(self, name: str) -> int:
+        try:
+            return self.ports[name]
+        except KeyError:
+            raise KeyError(f"no port {name!r} in this stack (is its service selected?)") from None
+
+    def addr(self, port_name: str) -> str:
+        return f"{self.host}:{self.port(port_name)}"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://{self.addr('NATS_PORT')}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.addr('REDIS_PORT')}/0"
+
+
+EnvFn = Callable[[Wiring], Mapping[str, str]]
+
+
+def _no_env(_: Wiring) -> Mapping[str, str]:
+    return {}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    command: Callable[[Wiring], Sequence[str]]
+    # Port name -> fixed port for `make up`. The name is the environment variable
+    # the process reads it from (it is exported under that name) and the key a
+    # developer sets in .env; tests get free ports instead.
+    ports: Mapping[str, int]
+    probe: Callable[[Wiring], Probe]
+    urls: Callable[[Wiring], Mapping[str, str]]
+    env: EnvFn = _no_env
+    depends_on: tuple[str, ...] = ()
+    # Murmur's own Python services: their settings prefix, and they get OTEL_*.
+    env_prefix: str | None = None
+    start_timeout: float = 30.0
+    stop_timeout: float = 10.0
+
+
+def python_service(module: str) -> Callable[[Wiring], Sequence[str]]:
+    # The launcher's own interpreter: the workspace venv, where every service is installed.
+    return lambda _: [sys.executable, "-m", module]
+
+
+def _nats_command(w: Wiring) -> Sequence[str]:
+    store = w.data_dir / "nats"
+    store.mkdir(parents=True, exist_ok=True)
+    return [
+        str(binaries.nats_server()),
+        "-a", w.host,
+        "-p", str(w.port("NATS_PORT")),
+        "-m", str(w.port("NATS_MONITOR_PORT")),
+        "-js",
+        "-sd", str(store),
+    ]  # fmt: skip
+
+
+def _redis_command(w: Wiring) -> Sequence[str]:
+    store = w.data_dir / "redis"
+    store.mkdir(parents=True, exist_ok=True)
+    # Redis is derived state (see ARCHITECTURE.md): no snapshots, no AOF.
+    return [
+        str(binaries.redis_server()),
+        "--port", str(w.port("REDIS_PORT")),
+        "--bind", w.host,
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(store),
+    ]  # fmt: skip
+
+
+# The infrastructure's dev ports are not the standard 4222/6379: developers'
+# machines often run their own NATS and Redis there.
+NATS = ServiceSpec(
+    name="nats",
+    command=_nats_command,
+    ports={"NATS_PORT": 14222, "NATS_MONITOR_PORT": 18222},
+    probe=lambda w: nats_jetstream(w.port("NATS_MONITOR_PORT"), w.host),
+    urls=lambda w: {
+        "nats": w.nats_url,
+        "nats_monitor": f"http://{w.addr('NATS_MONITOR_PORT')}",
+    },
+)
+
+REDIS = ServiceSpec(
+    name="redis",
+    command=_redis_command,
+    ports={"REDIS_PORT": 16379},
+    probe=lambda w: RedisPing(w.port("REDIS_PORT"), w.host),
+    urls=lambda w: {"redis": w.redis_url},
+)
+
+TIMELINE = ServiceSpec(
+    name="timeline",
+    command=python_service("murmur_timeline"),
+    ports={"TIMELINE_GRPC_PORT": 50051, "TIMELINE_METRICS_PORT": 9464},
+    env=lambda w: {
+        "TIMELINE_GRPC_HOST": w.host,
+        "TIMELINE_DATABASE_URL": w.database_url,
+        "TIMELINE_NATS_URL": w.nats_url,
+    },
+    probe=lambda w: GrpcHealthServing(w.addr("TIMELINE_GRPC_PORT")),
+    urls=lambda w: {
+        "timeline": w.addr("TIMELINE_GRPC_PORT"),
+        "timeline_metrics": f"http://{w.addr('TIMELINE_METRICS_PORT')}/metrics",
+    },
+    depends_on=("nats",),
+    env_prefix="TIMELINE_",
+)
+
+GATEWAY = ServiceSpec(
+    name="gateway",
+    command=python_service("murmur_gateway"),
+    ports={"GATEWAY_PORT": 8080},
+    env=lambda w: {
+        "GATEWAY_HOST": w.host,
+        "GATEWAY_TIMELINE_ADDR": w.addr("TIMELINE_GRPC_PORT"),
+        "GATEWAY_JWT_PUBLIC_KEY_FILES": ",".join(str(p) for p in w.jwt_public_key_files),
+    },
+    probe=lambda w: http_readyz(w.port("GATEWAY_PORT"), w.host),
+    urls=lambda w: {"gateway": f"http://{w.addr('GATEWAY_PORT')}"},
+    depends_on=("timeline",),
+    env_prefix="GATEWAY_",
+)
+
+# Declaration order is the default start order among independent services.
+SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (NATS, REDIS, TIMELINE, GATEWAY)}
+
+
+def resolve(names: Sequence[str] | None, registry: Mapping[str, ServiceSpec]) -> list[ServiceSpec]:
+    """The named services plus everything they depend on, dependencies first."""
+    wanted = list(registry) if names is None else list(names)
+    ordered: list[ServiceSpec] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if any(s.name == name for s in ordered):
+            return
+        if name in visiting:
+            raise ValueError(f"dependency cycle through {name!r}")
+        if name not in registry:
+            raise ValueError(f"unknown service {name!r}; known: {', '.join(registry)}")
+        visiting.add(name)
+        for dep in registry[name].depends_on:
+            visit(dep)
+        visiting.discard(name)
+        ordered.append(registry[name])
+
+    for name in wanted:
+        visit(name)
+    return ordered
