@@ -88,7 +88,8 @@ class Misbehaving(rpc_grpc.TimelineServiceServicer):
 
 @pytest.fixture
 async def fake(keys: Keys) -> AsyncIterator[tuple[httpx.AsyncClient, Misbehaving]]:
-    servicer = Misbehaving()
+    # Only the methods under test are defined; the rest answer UNIMPLEMENTED.
+    servicer = Misbehaving()  # type: ignore[abstract]
     server = grpc.aio.server()
     rpc_grpc.add_TimelineServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -230,3 +230,27 @@ async def test_stop_flips_health_to_not_serving_first(tmp_path: Path) -> None:
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
         await stopping
+
+
+async def test_batch_get_posts_validates_and_enforces_audience(
+    stub: rpc_grpc.TimelineServiceAsyncStub,
+) -> None:
+    private = await stub.CreatePost(post_request(audience=res.AUDIENCE_FOLLOWERS), timeout=5)
+    public = await stub.CreatePost(post_request(), timeout=5)
+    ids = [private.post.id, public.post.id]
+    seen_by_bob = await stub.BatchGetPosts(
+        rpc.BatchGetPostsRequest(post_ids=ids, viewer_id="bob"), timeout=5
+    )
+    assert [p.id for p in seen_by_bob.posts] == [public.post.id]
+    await stub.Follow(rpc.FollowRequest(follower_id="bob", followee_id="alice"), timeout=5)
+    seen_by_follower = await stub.BatchGetPosts(
+        rpc.BatchGetPostsRequest(post_ids=[*ids, *ids], viewer_id="bob"), timeout=5
+    )
+    assert sorted(p.id for p in seen_by_follower.posts) == sorted(ids)
+    for bad in (["nope"], [new_uuid7()] * 1001):
+        call = stub.BatchGetPosts(rpc.BatchGetPostsRequest(post_ids=bad, viewer_id="bob"))
+        assert await status_of(call) == INVALID
+    page = await stub.GetUserTimeline(
+        rpc.GetUserTimelineRequest(author_id="alice", viewer_id="bob"), timeout=5
+    )
+    assert page.full_view is True

@@ -126,11 +126,16 @@ async def test_followers_audience_is_enforced(store: TimelineStore) -> None:
     with pytest.raises(NotFound):
         await store.get_post(private.id, "carol")
     assert (await store.get_post(public.id, "carol")).id == public.id
-    assert [p.id for p in await store.user_timeline("alice", "carol", 10, None)] == [public.id]
-    assert [p.id for p in await store.user_timeline("alice", "bob", 10, None)] == [
-        public.id,
-        private.id,
-    ]
+    stranger_view, stranger_full = await store.user_timeline("alice", "carol", 10, None)
+    assert [p.id for p in stranger_view] == [public.id]
+    assert stranger_full is False
+    follower_view, follower_full = await store.user_timeline("alice", "bob", 10, None)
+    assert [p.id for p in follower_view] == [public.id, private.id]
+    assert follower_full is True
+    both = [private.id, public.id, "missing"]
+    assert [p.id for p in await store.batch_get_posts(both, "carol")] == [public.id]
+    assert [p.id for p in await store.batch_get_posts(both, "bob")] == [public.id, private.id]
+    assert [p.id for p in await store.batch_get_posts(both, "alice")] == [public.id, private.id]
     assert [p.id for p in await store.home_timeline("carol", 10, None)] == []
 
 
@@ -184,7 +189,8 @@ async def test_expired_posts_are_hidden(store: TimelineStore) -> None:
     await asyncio.sleep(0.3)
     with pytest.raises(NotFound):
         await store.get_post(post.id, "alice")
-    assert await store.user_timeline("alice", "alice", 10, None) == []
+    assert await store.user_timeline("alice", "alice", 10, None) == ([], True)
+    assert await store.batch_get_posts([post.id], "alice") == []
 
 
 async def test_outbox_holds_one_decodable_event_per_write_until_marked(

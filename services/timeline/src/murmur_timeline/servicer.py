@@ -97,9 +97,13 @@ class TimelineServicer(rpc_grpc.TimelineServiceServicer):
             limit, self._settings.default_page_size, self._settings.max_page_size
         )
 
-    def _page(self, posts: list[Post], limit: int) -> rpc.TimelinePage:
+    def _page(self, posts: list[Post], limit: int, *, full_view: bool = True) -> rpc.TimelinePage:
         next_token = page_tokens.encode(posts[-1].id) if len(posts) == limit else ""
-        return rpc.TimelinePage(posts=[post_message(p) for p in posts], next_page_token=next_token)
+        return rpc.TimelinePage(
+            posts=[post_message(p) for p in posts],
+            next_page_token=next_token,
+            full_view=full_view,
+        )
 
     @rpc_method
     async def CreateUser(
@@ -204,6 +208,20 @@ class TimelineServicer(rpc_grpc.TimelineServiceServicer):
         return rpc.GetPostResponse(post=post_message(post))
 
     @rpc_method
+    async def BatchGetPosts(
+        self, request: rpc.BatchGetPostsRequest, context: Context
+    ) -> rpc.BatchGetPostsResponse:
+        validation.user_id(request.viewer_id, "viewer_id")
+        if len(request.post_ids) > self._settings.max_batch_size:
+            raise validation.Invalid(f"at most {self._settings.max_batch_size} post_ids")
+        for post_id in request.post_ids:
+            validation.post_id(post_id, "post_ids")
+        posts = await self._store.batch_get_posts(
+            list(dict.fromkeys(request.post_ids)), request.viewer_id
+        )
+        return rpc.BatchGetPostsResponse(posts=[post_message(p) for p in posts])
+
+    @rpc_method
     async def DeletePost(
         self, request: rpc.DeletePostRequest, context: Context
     ) -> rpc.DeletePostResponse:
@@ -230,5 +248,7 @@ class TimelineServicer(rpc_grpc.TimelineServiceServicer):
         validation.user_id(request.viewer_id, "viewer_id")
         limit = self._page_size(request.limit)
         before = page_tokens.decode(request.page_token)
-        posts = await self._store.user_timeline(request.author_id, request.viewer_id, limit, before)
-        return self._page(posts, limit)
+        posts, full_view = await self._store.user_timeline(
+            request.author_id, request.viewer_id, limit, before
+        )
+        return self._page(posts, limit, full_view=full_view)

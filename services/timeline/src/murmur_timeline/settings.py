@@ -28,6 +28,7 @@ class TimelineSettings(ServiceSettings):
     max_public_key_bytes: int = 1024
     max_page_size: int = 100
     default_page_size: int = 20
+    max_batch_size: int = 1000
     # A post id embeds its creation time: ids ahead of our clock would pin a post
     # above all others; ids far behind it come only from long-offline clients.
     post_id_max_ahead_seconds: float = 300.0

@@ -298,9 +298,38 @@ class TimelineStore:
             )
         return [_post(row) for row in rows]
 
+    async def batch_get_posts(self, post_ids: Sequence[str], viewer_id: str) -> list[Post]:
+        """The live posts among ``post_ids`` that ``viewer_id`` may see, newest first."""
+        if not post_ids:
+            return []
+        placeholders = ", ".join(f"${i}" for i in range(2, len(post_ids) + 2))
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                f"SELECT {POST_COLUMNS} FROM posts WHERE {LIVE.format(n=1)}"
+                f" AND id IN ({placeholders}) ORDER BY id DESC",
+                self._clock(),
+                *post_ids,
+            )
+            posts = [_post(row) for row in rows]
+            restricted = {
+                p.author_id
+                for p in posts
+                if p.audience == Audience.FOLLOWERS and p.author_id != viewer_id
+            }
+            followed = {a for a in restricted if await self._follows(conn, viewer_id, a)}
+        return [
+            p
+            for p in posts
+            if p.audience != Audience.FOLLOWERS
+            or p.author_id == viewer_id
+            or p.author_id in followed
+        ]
+
     async def user_timeline(
         self, author_id: str, viewer_id: str, limit: int, before: str | None
-    ) -> list[Post]:
+    ) -> tuple[list[Post], bool]:
+        """The author's posts as the viewer may see them, and whether that view
+        includes followers-only posts."""
         async with self.db.read() as conn:
             await self._require_users(conn, [author_id])
             sees_all = viewer_id == author_id or await self._follows(conn, viewer_id, author_id)
@@ -314,7 +343,7 @@ class TimelineStore:
                 self._clock(),
                 limit,
             )
-        return [_post(row) for row in rows]
+        return [_post(row) for row in rows], sees_all
 
     # Outbox
 

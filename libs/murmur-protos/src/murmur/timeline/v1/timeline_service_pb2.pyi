@@ -126,6 +126,20 @@ class GetPostResponse(_message.Message):
     post: _resources_pb2.Post
     def __init__(self, post: _Optional[_Union[_resources_pb2.Post, _Mapping]] = ...) -> None: ...
 
+class BatchGetPostsRequest(_message.Message):
+    __slots__ = ("post_ids", "viewer_id")
+    POST_IDS_FIELD_NUMBER: _ClassVar[int]
+    VIEWER_ID_FIELD_NUMBER: _ClassVar[int]
+    post_ids: _containers.RepeatedScalarFieldContainer[str]
+    viewer_id: str
+    def __init__(self, post_ids: _Optional[_Iterable[str]] = ..., viewer_id: _Optional[str] = ...) -> None: ...
+
+class BatchGetPostsResponse(_message.Message):
+    __slots__ = ("posts",)
+    POSTS_FIELD_NUMBER: _ClassVar[int]
+    posts: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Post]
+    def __init__(self, posts: _Optional[_Iterable[_Union[_resources_pb2.Post, _Mapping]]] = ...) -> None: ...
+
 class DeletePostRequest(_message.Message):
     __slots__ = ("post_id", "viewer_id")
     POST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -163,9 +177,11 @@ class GetUserTimelineRequest(_message.Message):
     def __init__(self, author_id: _Optional[str] = ..., viewer_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class TimelinePage(_message.Message):
-    __slots__ = ("posts", "next_page_token")
+    __slots__ = ("posts", "next_page_token", "full_view")
     POSTS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FULL_VIEW_FIELD_NUMBER: _ClassVar[int]
     posts: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Post]
     next_page_token: str
-    def __init__(self, posts: _Optional[_Iterable[_Union[_resources_pb2.Post, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    full_view: bool
+    def __init__(self, posts: _Optional[_Iterable[_Union[_resources_pb2.Post, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., full_view: _Optional[bool] = ...) -> None: ...

@@ -71,6 +71,11 @@ class TimelineServiceStub:
                 request_serializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetPostRequest.SerializeToString,
                 response_deserializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetPostResponse.FromString,
                 _registered_method=True)
+        self.BatchGetPosts = channel.unary_unary(
+                '/murmur.timeline.v1.TimelineService/BatchGetPosts',
+                request_serializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.BatchGetPostsRequest.SerializeToString,
+                response_deserializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.BatchGetPostsResponse.FromString,
+                _registered_method=True)
         self.DeletePost = channel.unary_unary(
                 '/murmur.timeline.v1.TimelineService/DeletePost',
                 request_serializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.DeletePostRequest.SerializeToString,
@@ -135,6 +140,13 @@ class TimelineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetPosts(self, request, context):
+        """Many posts at once, as the viewer may see them (for cache rebuilds).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeletePost(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -190,6 +202,11 @@ def add_TimelineServiceServicer_to_server(servicer, server):
                     servicer.GetPost,
                     request_deserializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetPostRequest.FromString,
                     response_serializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetPostResponse.SerializeToString,
+            ),
+            'BatchGetPosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetPosts,
+                    request_deserializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.BatchGetPostsRequest.FromString,
+                    response_serializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.BatchGetPostsResponse.SerializeToString,
             ),
             'DeletePost': grpc.unary_unary_rpc_method_handler(
                     servicer.DeletePost,
@@ -398,6 +415,33 @@ class TimelineService:
             '/murmur.timeline.v1.TimelineService/GetPost',
             murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetPostRequest.SerializeToString,
             murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetPostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetPosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.timeline.v1.TimelineService/BatchGetPosts',
+            murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.BatchGetPostsRequest.SerializeToString,
+            murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.BatchGetPostsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,8 @@ class TimelineServiceStub:
     ListFollowers: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.ListFollowersRequest, _timeline_service_pb2.ListFollowersResponse]
     CreatePost: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.CreatePostRequest, _timeline_service_pb2.CreatePostResponse]
     GetPost: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.GetPostRequest, _timeline_service_pb2.GetPostResponse]
+    BatchGetPosts: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.BatchGetPostsRequest, _timeline_service_pb2.BatchGetPostsResponse]
+    """Many posts at once, as the viewer may see them (for cache rebuilds)."""
     DeletePost: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.DeletePostRequest, _timeline_service_pb2.DeletePostResponse]
     GetHomeTimeline: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.GetHomeTimelineRequest, _timeline_service_pb2.TimelinePage]
     GetUserTimeline: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.GetUserTimelineRequest, _timeline_service_pb2.TimelinePage]
@@ -60,6 +62,8 @@ class TimelineServiceAsyncStub(TimelineServiceStub):
     ListFollowers: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.ListFollowersRequest, _timeline_service_pb2.ListFollowersResponse]  # type: ignore[assignment]
     CreatePost: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.CreatePostRequest, _timeline_service_pb2.CreatePostResponse]  # type: ignore[assignment]
     GetPost: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.GetPostRequest, _timeline_service_pb2.GetPostResponse]  # type: ignore[assignment]
+    BatchGetPosts: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.BatchGetPostsRequest, _timeline_service_pb2.BatchGetPostsResponse]  # type: ignore[assignment]
+    """Many posts at once, as the viewer may see them (for cache rebuilds)."""
     DeletePost: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.DeletePostRequest, _timeline_service_pb2.DeletePostResponse]  # type: ignore[assignment]
     GetHomeTimeline: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.GetHomeTimelineRequest, _timeline_service_pb2.TimelinePage]  # type: ignore[assignment]
     GetUserTimeline: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.GetUserTimelineRequest, _timeline_service_pb2.TimelinePage]  # type: ignore[assignment]
@@ -117,6 +121,14 @@ class TimelineServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _timeline_service_pb2.GetPostRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_timeline_service_pb2.GetPostResponse, _abc.Awaitable[_timeline_service_pb2.GetPostResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def BatchGetPosts(
+        self,
+        request: _timeline_service_pb2.BatchGetPostsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_timeline_service_pb2.BatchGetPostsResponse, _abc.Awaitable[_timeline_service_pb2.BatchGetPostsResponse]]:
+        """Many posts at once, as the viewer may see them (for cache rebuilds)."""
 
     @_abc_1.abstractmethod
     def DeletePost(
