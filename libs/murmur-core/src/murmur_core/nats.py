@@ -4,7 +4,7 @@ trace context in message headers."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -17,17 +17,28 @@ from opentelemetry import propagate
 log = logging.getLogger(__name__)
 
 
-async def connect(url: str, *, name: str) -> NatsClient:
-    """Connect with endless reconnects: a NATS restart costs latency, not the process."""
+async def connect(
+    url: str,
+    *,
+    name: str,
+    on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+) -> NatsClient:
+    """Connect with endless reconnects: a NATS restart costs latency, not the
+    process. The hooks let a service react to losing its subscriptions."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", extra={"error": repr(exc)})
 
-    async def on_disconnect() -> None:
+    async def disconnected() -> None:
         log.warning("nats disconnected")
+        if on_disconnect is not None:
+            await on_disconnect()
 
-    async def on_reconnect() -> None:
+    async def reconnected() -> None:
         log.info("nats reconnected")
+        if on_reconnect is not None:
+            await on_reconnect()
 
     return await nats.connect(
         servers=[url],
@@ -36,8 +47,8 @@ async def connect(url: str, *, name: str) -> NatsClient:
         reconnect_time_wait=0.5,
         connect_timeout=2,
         error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
     )
 
 

@@ -7,11 +7,15 @@ it to the rest, its readiness probe and what it depends on.
 
 from __future__ import annotations
 
+import base64
+import json
+import secrets
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from murmur_cache.sealing import KeyRing
 from murmur_devstack import binaries
 from murmur_devstack.ports import LOOPBACK
 from murmur_devstack.probes import GrpcHealthServing, Probe, RedisPing, http_readyz, nats_jetstream
@@ -146,6 +150,47 @@ TIMELINE = ServiceSpec(
     env_prefix="TIMELINE_",
 )
 
+
+def _cache_secrets(w: Wiring) -> dict[str, str]:
+    """Dev sealing keys, made once per data dir and shared by every cache
+    instance of the stack (they must open each other's entries)."""
+    path = w.data_dir / "cache-keys.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = base64.b64encode(secrets.token_bytes(32)).decode()
+        path.write_text(
+            json.dumps(
+                {
+                    "CACHE_SEALING_KEYS": KeyRing.generate_setting(1),
+                    "CACHE_KEY_HASH_SECRET": secret,
+                }
+            )
+        )
+        path.chmod(0o600)
+    values: dict[str, str] = json.loads(path.read_text())
+    return values
+
+
+CACHE = ServiceSpec(
+    name="cache",
+    command=python_service("murmur_cache"),
+    ports={"CACHE_GRPC_PORT": 50052, "CACHE_METRICS_PORT": 9465},
+    env=lambda w: {
+        "CACHE_GRPC_HOST": w.host,
+        "CACHE_REDIS_URL": w.redis_url,
+        "CACHE_TIMELINE_ADDR": w.addr("TIMELINE_GRPC_PORT"),
+        "CACHE_NATS_URL": w.nats_url,
+        **_cache_secrets(w),
+    },
+    probe=lambda w: GrpcHealthServing(w.addr("CACHE_GRPC_PORT")),
+    urls=lambda w: {
+        "cache": w.addr("CACHE_GRPC_PORT"),
+        "cache_metrics": f"http://{w.addr('CACHE_METRICS_PORT')}/metrics",
+    },
+    depends_on=("redis", "timeline"),
+    env_prefix="CACHE_",
+)
+
 GATEWAY = ServiceSpec(
     name="gateway",
     command=python_service("murmur_gateway"),
@@ -162,7 +207,7 @@ GATEWAY = ServiceSpec(
 )
 
 # Declaration order is the default start order among independent services.
-SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (NATS, REDIS, TIMELINE, GATEWAY)}
+SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (NATS, REDIS, TIMELINE, CACHE, GATEWAY)}
 
 
 def resolve(names: Sequence[str] | None, registry: Mapping[str, ServiceSpec]) -> list[ServiceSpec]:

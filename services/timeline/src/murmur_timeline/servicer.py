@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
 import grpc
 
 from murmur.timeline.v1 import resources_pb2 as res
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
 from murmur.timeline.v1 import timeline_service_pb2_grpc as rpc_grpc
+from murmur_core.grpc_handlers import Context, mapped_errors
 from murmur_timeline import page_tokens, validation
 from murmur_timeline.events import timestamp
 from murmur_timeline.settings import TimelineSettings
@@ -26,41 +23,15 @@ from murmur_timeline.storage import (
     User,
 )
 
-Request = TypeVar("Request")
-Response = TypeVar("Response")
-Context = grpc.aio.ServicerContext[Any, Any]
-Method = Callable[[Any, Request, Context], Awaitable[Response]]
-
-_ERRORS: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (validation.Invalid, grpc.StatusCode.INVALID_ARGUMENT),
-    (page_tokens.InvalidPageToken, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-]
-
-
-def rpc_method(method: Method[Request, Response]) -> Method[Request, Response]:
-    """Map domain errors to status codes and honour the caller's deadline."""
-
-    @functools.wraps(method)
-    async def handle(self: Any, request: Request, context: Context) -> Response:
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already passed")
-        try:
-            async with asyncio.timeout(remaining):
-                return await method(self, request, context)
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
-        except Exception as exc:
-            for error, code in _ERRORS:
-                if isinstance(exc, error):
-                    await context.abort(code, str(exc))
-            raise
-        raise AssertionError("unreachable")  # abort() always raises
-
-    return handle
+rpc_method = mapped_errors(
+    [
+        (validation.Invalid, grpc.StatusCode.INVALID_ARGUMENT),
+        (page_tokens.InvalidPageToken, grpc.StatusCode.INVALID_ARGUMENT),
+        (NotFound, grpc.StatusCode.NOT_FOUND),
+        (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+        (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    ]
+)
 
 
 def user_message(user: User) -> res.User:

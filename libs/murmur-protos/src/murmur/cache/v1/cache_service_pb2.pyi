@@ -165,14 +165,14 @@ class RemoveFromFeedsResponse(_message.Message):
     def __init__(self, touched: _Optional[int] = ...) -> None: ...
 
 class InvalidateRequest(_message.Message):
-    __slots__ = ("feeds", "post_ids", "tags")
+    __slots__ = ("feeds", "deleted_post_ids", "user_ids")
     FEEDS_FIELD_NUMBER: _ClassVar[int]
-    POST_IDS_FIELD_NUMBER: _ClassVar[int]
-    TAGS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_POST_IDS_FIELD_NUMBER: _ClassVar[int]
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
     feeds: _containers.RepeatedCompositeFieldContainer[FeedRef]
-    post_ids: _containers.RepeatedScalarFieldContainer[str]
-    tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, feeds: _Optional[_Iterable[_Union[FeedRef, _Mapping]]] = ..., post_ids: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    deleted_post_ids: _containers.RepeatedScalarFieldContainer[str]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, feeds: _Optional[_Iterable[_Union[FeedRef, _Mapping]]] = ..., deleted_post_ids: _Optional[_Iterable[str]] = ..., user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class InvalidateResponse(_message.Message):
     __slots__ = ("dropped",)

@@ -1,0 +1,1 @@
+"""Murmur cache service: sealed two-layer cache of timeline reads."""

@@ -1,0 +1,71 @@
+"""Who reads Murmur: a per-user last-active time (the counters data class).
+Warming uses it to load the most active users' feeds; the fan-out pipeline
+uses it to skip readers who are away. Members are keyed hashes; the user id
+itself is kept sealed beside them so warming can name the user."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from murmur_cache.keys import ACTIVITY, ACTIVITY_IDS, KeyNames
+from murmur_cache.redis_guard import RedisGuard
+from murmur_cache.redis_store import RedisStore
+from murmur_cache.sealing import KeyRing
+
+# Record a user at most this often from one process; reads are far more frequent.
+RECORD_EVERY_SECONDS = 60.0
+REMEMBERED_USERS = 100_000
+
+
+class Activity:
+    def __init__(
+        self,
+        ring: KeyRing,
+        names: KeyNames,
+        store: RedisStore,
+        guard: RedisGuard,
+        retention_seconds: float,
+    ) -> None:
+        self._ring = ring
+        self._names = names
+        self._store = store
+        self._guard = guard
+        self._retention_ms = int(retention_seconds * 1000)
+        self._recorded: OrderedDict[str, float] = OrderedDict()
+
+    async def touch(self, user_id: str) -> None:
+        now = time.monotonic()
+        last = self._recorded.get(user_id)
+        if last is not None and now - last < RECORD_EVERY_SECONDS:
+            return
+        self._recorded[user_id] = now
+        self._recorded.move_to_end(user_id)
+        if len(self._recorded) > REMEMBERED_USERS:
+            self._recorded.popitem(last=False)
+        member = self._names.activity_member(user_id)
+        sealed = self._ring.seal(user_id.encode(), bound_to=f"{ACTIVITY_IDS}:{member}".encode())
+        await self._guard.run(
+            self._store.record_activity(
+                ACTIVITY, ACTIVITY_IDS, member, sealed, int(time.time() * 1000)
+            ),
+            default=None,
+        )
+
+    async def most_active(self, count: int) -> list[str]:
+        since = int(time.time() * 1000) - self._retention_ms
+        sealed: list[tuple[str, bytes]] = await self._guard.run(
+            self._store.most_active(ACTIVITY, ACTIVITY_IDS, count, since), default=[]
+        )
+        opened = self._ring.open_many(
+            [(value, f"{ACTIVITY_IDS}:{member}".encode()) for member, value in sealed]
+        )
+        return [plain.decode() for plain in opened if plain is not None]
+
+    async def active(self, user_ids: Sequence[str], within_seconds: float) -> list[bool]:
+        since = int((time.time() - within_seconds) * 1000)
+        members = [self._names.activity_member(u) for u in user_ids]
+        return await self._guard.run(
+            self._store.active_since(ACTIVITY, members, since), default=[True] * len(user_ids)
+        )

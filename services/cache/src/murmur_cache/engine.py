@@ -1,0 +1,345 @@
+"""The cache's operations as its callers see them: pages, posts, fills, fan-out
+appends, invalidations, warming; and how domain events change what it holds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from murmur.events.v1 import events_pb2
+from murmur.timeline.v1 import resources_pb2 as res
+from murmur_cache.activity import Activity
+from murmur_cache.entries import Entries
+from murmur_cache.feeds import FeedPage, Feeds, RelationChanged
+from murmur_cache.keys import DataClass, FeedKey, KeyNames
+from murmur_cache.l1 import GatedL1
+from murmur_cache.metrics import (
+    FILLS,
+    INVALIDATIONS,
+    L1_BYTES,
+    L1_ENTRIES,
+    L1_EVICTIONS,
+    L1_FLUSHES,
+    LEASE_WAITS,
+    LOOKUPS,
+    REBUILDS,
+    STALE_SERVED,
+    total,
+)
+from murmur_cache.redis_guard import RedisGuard
+from murmur_cache.redis_store import Lease, RedisStore
+from murmur_cache.sealing import KeyRing
+from murmur_cache.settings import CacheSettings
+from murmur_cache.timeline_source import TimelineSource
+
+log = logging.getLogger(__name__)
+RELATION = DataClass.RELATION.value
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    l1_hits: int
+    l1_misses: int
+    redis_hits: int
+    redis_misses: int
+    rebuilds: int
+    stale_served: int
+    lease_waits: int
+    l1_entries: int
+    l1_bytes: int
+    redis_available: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    """What every instance must drop from L1 (hashed names), and clear-text tags
+    for other near caches (the gateway's). Travels on core NATS only."""
+
+    names: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        return json.dumps({"names": self.names, "tags": self.tags}).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Invalidation:
+        body = json.loads(data)
+        return cls(list(body.get("names", [])), list(body.get("tags", [])))
+
+
+def home(user_id: str) -> FeedKey:
+    return FeedKey(DataClass.HOME_FEED, user_id)
+
+
+def user_view(author_id: str, *, full: bool) -> FeedKey:
+    return FeedKey(DataClass.USER_TIMELINE, author_id, full)
+
+
+class CacheEngine:
+    def __init__(
+        self,
+        settings: CacheSettings,
+        ring: KeyRing,
+        redis: Redis,
+        source: TimelineSource,
+        *,
+        use_l1: bool,
+    ) -> None:
+        self.settings = settings
+        self.names = KeyNames(ring)
+        self.guard = RedisGuard()
+        self.store = RedisStore(
+            redis, version_ttl_ms=int((settings.home_feed.retention_seconds + 86400) * 1000)
+        )
+        self.source = source
+        self.l1: GatedL1[object] | None = (
+            GatedL1(
+                max_entries=settings.l1_max_entries,
+                max_bytes=settings.l1_max_bytes,
+                on_evict=L1_EVICTIONS.inc,
+            )
+            if use_l1
+            else None
+        )
+        self.entries = Entries(settings, ring, self.names, self.store, source, self.l1, self.guard)
+        self.feeds = Feeds(
+            settings, self.names, self.store, self.guard, source, self.entries, self.l1
+        )
+        self.activity = Activity(
+            ring, self.names, self.store, self.guard, settings.activity_retention_seconds
+        )
+        # Set by the server when NATS is there: tells every instance what to drop.
+        self.broadcast: Callable[[Invalidation], Awaitable[None]] | None = None
+
+    # Reads
+
+    async def home_page(self, viewer_id: str, limit: int, before: str | None) -> FeedPage:
+        if before is None:
+            await self.activity.touch(viewer_id)
+        return await self.feeds.page(home(viewer_id), viewer_id, limit, before)
+
+    async def user_page(
+        self, author_id: str, viewer_id: str, limit: int, before: str | None
+    ) -> FeedPage:
+        full = await self.full_view(viewer_id, author_id)
+        if full is None:
+            full = (await self.source.user_page(author_id, viewer_id, 1)).full_view
+            await self.learn_relation(viewer_id, author_id, full)
+        try:
+            return await self.feeds.page(user_view(author_id, full=full), viewer_id, limit, before)
+        except RelationChanged as changed:
+            await self.learn_relation(viewer_id, author_id, changed.page.full_view)
+            return await self.feeds.page(
+                user_view(author_id, full=changed.page.full_view), viewer_id, limit, before
+            )
+
+    async def full_view(self, viewer_id: str, author_id: str) -> bool | None:
+        """Whether the viewer sees the author's followers-only posts; None if unknown."""
+        if viewer_id == author_id:
+            return True
+        name = self.names.relation(viewer_id, author_id)
+        if self.l1 is not None:
+            entry = self.l1.get(name)
+            if entry is not None and isinstance(entry.value, bool):
+                LOOKUPS.labels("l1", RELATION, "hit").inc()
+                return entry.value
+            LOOKUPS.labels("l1", RELATION, "miss").inc()
+        known = await self.guard.run(self.store.get_relation(name), default=None)
+        LOOKUPS.labels("redis", RELATION, "miss" if known is None else "hit").inc()
+        if known is not None and self.l1 is not None:
+            self.l1.put(name, known, size=8, ttl=self.settings.relation.ttl_seconds)
+        return known
+
+    async def learn_relation(self, viewer_id: str, author_id: str, full: bool) -> None:
+        name = self.names.relation(viewer_id, author_id)
+        ttl = self.settings.relation.ttl_seconds
+        await self.guard.run(self.store.set_relation(name, full, int(ttl * 1000)), default=None)
+        if self.l1 is not None:
+            self.l1.put(name, full, size=8, ttl=ttl)
+
+    async def get_posts(
+        self, post_ids: Sequence[str], viewer_id: str
+    ) -> tuple[list[res.Post], bool]:
+        """Visible posts in request order, and whether any came from the timeline."""
+        wanted = list(dict.fromkeys(post_ids))
+        found, deleted, _ = await self.entries.get(wanted, viewer_id, rebuild=False)
+        visible: dict[str, res.Post] = {}
+        unsure: list[str] = []
+        for post_id, post in found.items():
+            if (
+                post.audience != res.AUDIENCE_FOLLOWERS
+                or post.author_id == viewer_id
+                or await self.full_view(viewer_id, post.author_id)
+            ):
+                visible[post_id] = post
+            elif await self.full_view(viewer_id, post.author_id) is None:
+                unsure.append(post_id)
+        ask = [p for p in wanted if p not in found and p not in deleted] + unsure
+        if ask:
+            posts = await self.source.posts(ask, viewer_id)
+            await self.entries.put(posts)
+            for post in posts:
+                visible[post.id] = post
+                if post.audience == res.AUDIENCE_FOLLOWERS and post.author_id != viewer_id:
+                    await self.learn_relation(viewer_id, post.author_id, True)
+        return [visible[p] for p in wanted if p in visible], bool(ask)
+
+    # Writes from callers
+
+    async def put_posts(self, posts: Sequence[res.Post]) -> list[str]:
+        return await self.entries.put(posts)
+
+    async def append_to_feeds(
+        self, owner_ids: Sequence[str], post_id: str, post: res.Post | None
+    ) -> int:
+        if post is not None:
+            await self.entries.put([post])
+        return await self.feeds.append([home(o) for o in owner_ids], [post_id])
+
+    async def acquire_lease(self, key: FeedKey) -> Lease | None:
+        """The fill lease of a feed, for callers that rebuild it themselves."""
+        name = self.names.feed(key)
+        token = secrets.token_hex(12)
+        return await self.guard.run(
+            self.store.acquire_lease(
+                self.names.feed_lease(name),
+                self.names.feed_version(name),
+                token,
+                int(self.settings.lease_ttl_seconds * 1000),
+            ),
+            default=None,
+        )
+
+    async def fill_feed(
+        self, key: FeedKey, token: str, version: int, posts: Sequence[res.Post], *, complete: bool
+    ) -> bool:
+        await self.entries.put(posts)
+        accepted = await self.feeds.fill(key, token, version, [p.id for p in posts], complete)
+        FILLS.labels(key.data_class.value, "stored" if accepted else "refused").inc()
+        return accepted
+
+    async def remove_from_feeds(self, owner_ids: Sequence[str], post_ids: Sequence[str]) -> int:
+        return await self.feeds.remove([home(o) for o in owner_ids], post_ids)
+
+    async def invalidate(
+        self, feeds: Sequence[FeedKey], post_ids: Sequence[str], user_ids: Sequence[str]
+    ) -> int:
+        """Drop feeds (and all feeds of ``user_ids``) and tombstone deleted posts."""
+        keys = list(feeds)
+        for user_id in user_ids:
+            keys += [home(user_id), user_view(user_id, full=True), user_view(user_id, full=False)]
+        names = await self.feeds.invalidate(keys, hard=True)
+        entry_names = await self.entries.tombstone(post_ids)
+        INVALIDATIONS.labels("request").inc()
+        await self._tell_everyone(
+            Invalidation(
+                names + entry_names,
+                [k.tag for k in keys] + [f"post:{p}" for p in post_ids],
+            )
+        )
+        return len(keys) + len(entry_names)
+
+    async def warm(self, user_id: str) -> bool:
+        """Load the user's first home page if it is not cached; True if it was loaded."""
+        page = await self.home_page(user_id, self.settings.max_page_size // 5 or 1, None)
+        return page.source == "timeline"
+
+    async def warm_most_active(self) -> int:
+        users = await self.activity.most_active(self.settings.warm_on_start)
+        limit = asyncio.Semaphore(self.settings.warm_concurrency)
+
+        async def one(user_id: str) -> bool:
+            async with limit:
+                try:
+                    return await self.warm(user_id)
+                except Exception as exc:
+                    log.warning("warming failed", extra={"error": type(exc).__name__})
+                    return False
+
+        loaded = sum(await asyncio.gather(*(one(u) for u in users)))
+        log.info("warmed most active users", extra={"users": len(users), "loaded": loaded})
+        return loaded
+
+    # Events and broadcasts
+
+    async def apply_event(self, event: events_pb2.Event) -> None:
+        """Repair or drop what an event outdates. Safe to apply twice."""
+        kind = event.WhichOneof("payload")
+        names: list[str] = []
+        tags: list[str] = []
+        if kind == "post_created":
+            created = event.post_created
+            keys = [home(created.author_id), user_view(created.author_id, full=True)]
+            if created.audience == res.AUDIENCE_PUBLIC:
+                keys.append(user_view(created.author_id, full=False))
+            await self.feeds.append(keys, [created.post_id])
+            names, tags = [self.names.feed(k) for k in keys], [k.tag for k in keys]
+        elif kind == "post_deleted":
+            post_id = event.post_deleted.post_id
+            names = await self.entries.tombstone([post_id])
+            tags = [f"post:{post_id}", f"user:{event.post_deleted.author_id}"]
+        elif kind in ("follow_created", "follow_deleted"):
+            follow = getattr(event, kind)
+            relation = self.names.relation(follow.follower_id, follow.followee_id)
+            # Dropped, never set: a redelivered old event must not restore an old truth.
+            await self.guard.run(self.store.delete([relation]), default=0)
+            if self.l1 is not None:
+                self.l1.delete(relation)
+            # Unfollow must not leave the followee's followers-only posts on view.
+            hard = kind == "follow_deleted"
+            names = await self.feeds.invalidate([home(follow.follower_id)], hard=hard)
+            names.append(relation)
+            tags = [f"home:{follow.follower_id}"]
+        else:
+            return
+        INVALIDATIONS.labels("event").inc()
+        await self._tell_everyone(Invalidation(names, tags))
+
+    async def _tell_everyone(self, invalidation: Invalidation) -> None:
+        if self.broadcast is not None and (invalidation.names or invalidation.tags):
+            await self.broadcast(invalidation)
+
+    def apply_broadcast(self, invalidation: Invalidation) -> None:
+        if self.l1 is not None:
+            for name in invalidation.names:
+                self.l1.delete(name)
+        INVALIDATIONS.labels("broadcast").inc()
+        self.update_gauges()
+
+    def flush_l1(self, reason: str, *, reopen: bool) -> int:
+        """Drop all of L1; keep it closed until ``reopen`` (the stream is back)."""
+        if self.l1 is None:
+            return 0
+        dropped = self.l1.clear()
+        self.l1.open = reopen
+        L1_FLUSHES.labels(reason).inc()
+        self.update_gauges()
+        return dropped
+
+    def update_gauges(self) -> None:
+        if self.l1 is not None:
+            L1_BYTES.set(self.l1.bytes_used)
+            L1_ENTRIES.set(len(self.l1))
+
+    def stats(self) -> Stats:
+        return Stats(
+            l1_hits=total(LOOKUPS, layer="l1", result="hit"),
+            l1_misses=total(LOOKUPS, layer="l1", result="miss"),
+            redis_hits=total(LOOKUPS, layer="redis", result="hit"),
+            redis_misses=total(LOOKUPS, layer="redis", result="miss"),
+            rebuilds=total(REBUILDS),
+            stale_served=total(STALE_SERVED),
+            lease_waits=total(LEASE_WAITS),
+            l1_entries=len(self.l1) if self.l1 is not None else 0,
+            l1_bytes=self.l1.bytes_used if self.l1 is not None else 0,
+            redis_available=self.guard.available,
+        )
+
+    async def close(self) -> None:
+        await self.feeds.close()

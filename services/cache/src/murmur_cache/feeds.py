@@ -1,0 +1,399 @@
+"""Feeds: pages of post ids with their entries, newest first.
+
+A read tries L1, then Redis (ids and meta in one round trip, entries in one
+MGET), and on a miss rebuilds from the timeline service: one rebuild per key
+in this process (single-flight) and across instances (a Redis lease); the
+others wait for that fill or, when a stale copy is allowed, take it. A fill
+carries the feed version read when its lease was taken and is refused if
+anything changed the feed since, so a slow rebuild never overwrites a newer
+invalidation or append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from murmur.timeline.v1 import resources_pb2 as res
+from murmur_cache.entries import Entries, jittered
+from murmur_cache.keys import DataClass, FeedKey, KeyNames
+from murmur_cache.l1 import L1Cache
+from murmur_cache.metrics import (
+    EARLY_REFRESHES,
+    FILLS,
+    LEASE_WAITS,
+    LOOKUPS,
+    REBUILDS,
+    STALE_SERVED,
+)
+from murmur_cache.redis_guard import RedisGuard
+from murmur_cache.redis_store import FeedSlice, RedisStore
+from murmur_cache.settings import CacheSettings, ClassPolicy
+from murmur_cache.singleflight import SingleFlight
+from murmur_cache.timeline_source import SourcePage, SourceUnavailable, TimelineSource
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedWindow:
+    """The newest ids of a feed, as L1 holds them (Redis holds up to the cap)."""
+
+    ids: tuple[str, ...]
+    reached_end: bool
+    version: int
+    fresh_until_ms: int
+    rebuild_ms: int
+
+    @classmethod
+    def of(cls, found: FeedSlice) -> FeedWindow:
+        meta = found.meta
+        return cls(
+            tuple(found.ids), found.reached_end, meta.version, meta.fresh_until_ms, meta.rebuild_ms
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    posts: list[res.Post]
+    has_more: bool
+    source: str  # "l1", "redis" or "timeline"
+    stale: bool
+    beyond_window: bool
+    version: int
+
+
+class Feeds:
+    def __init__(
+        self,
+        settings: CacheSettings,
+        names: KeyNames,
+        store: RedisStore,
+        guard: RedisGuard,
+        source: TimelineSource,
+        entries: Entries,
+        l1: L1Cache[object] | None,
+        *,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._settings = settings
+        self._names = names
+        self._store = store
+        self._guard = guard
+        self._source = source
+        self._entries = entries
+        self._l1 = l1
+        self._clock = clock
+        self._rebuilds: SingleFlight[FeedWindow] = SingleFlight()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def policy(self, key: FeedKey) -> ClassPolicy:
+        if key.data_class is DataClass.HOME_FEED:
+            return self._settings.home_feed
+        return self._settings.user_timeline
+
+    # Reading
+
+    async def page(self, key: FeedKey, viewer_id: str, limit: int, before: str | None) -> FeedPage:
+        name = self._names.feed(key)
+        label = key.data_class.value
+        window, source = self._from_l1(name, label, before, limit), "l1"
+        if window is None:
+            found = await self._guard.run(
+                self._store.read_feed(
+                    name,
+                    self._names.feed_meta(name),
+                    before=before,
+                    count=limit if before else max(limit, self._settings.l1_feed_window),
+                ),
+                default=None,
+            )
+            LOOKUPS.labels("redis", label, "miss" if found is None else "hit").inc()
+            if found is not None:
+                window, source = FeedWindow.of(found), "redis"
+                if before is None:
+                    self._keep_in_l1(name, window)
+        stale = False
+        if window is None:
+            window, source = await self.rebuild(key, viewer_id), "timeline"
+        else:
+            window, stale, refreshed = await self._check_freshness(key, viewer_id, name, window)
+            if refreshed:
+                source = "timeline"
+        return await self._assemble(window, viewer_id, limit, before, source, stale)
+
+    def _from_l1(self, name: str, label: str, before: str | None, limit: int) -> FeedWindow | None:
+        if self._l1 is None:
+            return None
+        entry = self._l1.get(name)
+        window = entry.value if entry is not None else None
+        if not isinstance(window, FeedWindow) or not _covers(window, before, limit):
+            LOOKUPS.labels("l1", label, "miss").inc()
+            return None
+        LOOKUPS.labels("l1", label, "hit").inc()
+        return window
+
+    def _keep_in_l1(self, name: str, window: FeedWindow) -> None:
+        if self._l1 is None:
+            return
+        ttl = min(
+            self._settings.l1_feed_ttl_seconds, (window.fresh_until_ms - self._clock()) / 1000
+        )
+        if ttl > 0:
+            self._l1.put(
+                name, window, size=64 + 40 * len(window.ids), ttl=ttl, version=window.version
+            )
+
+    async def _check_freshness(
+        self, key: FeedKey, viewer_id: str, name: str, window: FeedWindow
+    ) -> tuple[FeedWindow, bool, bool]:
+        """(window to serve, served stale, rebuilt now)."""
+        now = self._clock()
+        policy = self.policy(key)
+        label = key.data_class.value
+        if now < window.fresh_until_ms:
+            if self._refresh_early(window, now):
+                EARLY_REFRESHES.labels(label).inc()
+                self._refresh_in_background(key, viewer_id)
+            return window, False, False
+        if now < window.fresh_until_ms + policy.stale_while_revalidate_seconds * 1000:
+            STALE_SERVED.labels(label, "revalidate").inc()
+            self._refresh_in_background(key, viewer_id)
+            return window, True, False
+        try:
+            return await self.rebuild(key, viewer_id), False, True
+        except SourceUnavailable:
+            if now < window.fresh_until_ms + policy.stale_if_error_seconds * 1000:
+                STALE_SERVED.labels(label, "error").inc()
+                return window, True, False
+            raise
+
+    def _refresh_early(self, window: FeedWindow, now: int) -> bool:
+        """XFetch: refresh before expiry with a probability that grows as expiry
+        nears and with how long a rebuild takes, so one reader refreshes a hot
+        feed while the others keep hitting."""
+        beta = self._settings.early_refresh_beta
+        if beta <= 0 or window.rebuild_ms <= 0:
+            return False
+        gap = -window.rebuild_ms * beta * math.log(1.0 - random.random())  # noqa: S311
+        return now + gap >= window.fresh_until_ms
+
+    def _refresh_in_background(self, key: FeedKey, viewer_id: str) -> None:
+        if self._rebuilds.in_flight(self._names.feed(key)):
+            return
+
+        async def refresh() -> None:
+            try:
+                await self.rebuild(key, viewer_id)
+            except Exception as exc:  # a failed refresh leaves the stale copy in place
+                log.warning("background refresh failed", extra={"error": type(exc).__name__})
+
+        task = asyncio.create_task(refresh())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _assemble(
+        self,
+        window: FeedWindow,
+        viewer_id: str,
+        limit: int,
+        before: str | None,
+        source: str,
+        stale: bool,
+    ) -> FeedPage:
+        ids = window.ids
+        start = _after(ids, before) if before else 0
+        page_ids = ids[start : start + limit]
+        has_more = len(ids) > start + limit or not window.reached_end
+        beyond = not page_ids and not window.reached_end
+        found, _deleted, _ = await self._entries.get(page_ids, viewer_id)
+        # Deleted posts (tombstoned entries) and ones no longer visible drop out.
+        posts = [found[i] for i in page_ids if i in found]
+        return FeedPage(posts, has_more, source, stale, beyond, window.version)
+
+    # Rebuilding
+
+    async def rebuild(self, key: FeedKey, viewer_id: str) -> FeedWindow:
+        name = self._names.feed(key)
+        return await self._rebuilds.run(name, lambda: self._rebuild_once(key, viewer_id, name))
+
+    async def _rebuild_once(self, key: FeedKey, viewer_id: str, name: str) -> FeedWindow:
+        settings = self._settings
+        label = key.data_class.value
+        token = secrets.token_hex(12)
+        lease = await self._guard.run(
+            self._store.acquire_lease(
+                self._names.feed_lease(name),
+                self._names.feed_version(name),
+                token,
+                int(settings.lease_ttl_seconds * 1000),
+            ),
+            default=None,
+        )
+        if lease is not None and lease.token is None:
+            LEASE_WAITS.labels(label).inc()
+            filled = await self._wait_for_fill(name)
+            if filled is not None:
+                return filled
+            # The filler is slow or gone: answer from the source without filling.
+        started = time.perf_counter()
+        REBUILDS.labels(label).inc()
+        page = await self._fetch(key, viewer_id)
+        rebuild_ms = max(1, int((time.perf_counter() - started) * 1000))
+        await self._entries.put(page.posts)
+        policy = self.policy(key)
+        window = FeedWindow(
+            ids=tuple(p.id for p in page.posts),
+            reached_end=page.complete,
+            version=lease.version if lease is not None else 0,
+            fresh_until_ms=self._clock()
+            + int(jittered(policy.ttl_seconds, settings.ttl_jitter) * 1000),
+            rebuild_ms=rebuild_ms,
+        )
+        if lease is not None and lease.token is not None:
+            accepted = await self._store_window(key, token, window)
+            FILLS.labels(label, "stored" if accepted else "refused").inc()
+        return window
+
+    async def fill(
+        self, key: FeedKey, token: str, version: int, ids: Sequence[str], complete: bool
+    ) -> bool:
+        """A caller's own rebuild, under the lease it took."""
+        window = FeedWindow(
+            ids=tuple(ids),
+            reached_end=complete,
+            version=version,
+            fresh_until_ms=self._clock()
+            + int(jittered(self.policy(key).ttl_seconds, self._settings.ttl_jitter) * 1000),
+            rebuild_ms=1,
+        )
+        return await self._store_window(key, token, window)
+
+    async def _store_window(self, key: FeedKey, token: str, window: FeedWindow) -> bool:
+        name = self._names.feed(key)
+        policy = self.policy(key)
+        accepted = await self._guard.run(
+            self._store.fill_feed(
+                (
+                    name,
+                    self._names.feed_meta(name),
+                    self._names.feed_version(name),
+                    self._names.feed_lease(name),
+                ),
+                token=token,
+                version=window.version,
+                ids=window.ids,
+                complete=window.reached_end,
+                fresh_until_ms=window.fresh_until_ms,
+                retention_ms=int(
+                    jittered(policy.retention_seconds, self._settings.ttl_jitter) * 1000
+                ),
+                rebuild_ms=window.rebuild_ms,
+            ),
+            default=False,
+        )
+        if accepted:
+            self._keep_in_l1(name, window)
+        return bool(accepted)
+
+    async def _fetch(self, key: FeedKey, viewer_id: str) -> SourcePage:
+        size = self._settings.rebuild_size
+        if key.data_class is DataClass.HOME_FEED:
+            return await self._source.home_page(key.owner_id, size)
+        page = await self._source.user_page(key.owner_id, viewer_id, size)
+        if page.full_view != key.full_view:
+            # The relation changed under us; serve what the source says, fill nothing.
+            raise RelationChanged(page)
+        return page
+
+    async def _wait_for_fill(self, name: str) -> FeedWindow | None:
+        settings = self._settings
+        deadline = time.monotonic() + settings.lease_wait_seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(settings.lease_poll_seconds)
+            found = await self._guard.run(
+                self._store.read_feed(
+                    name, self._names.feed_meta(name), before=None, count=settings.l1_feed_window
+                ),
+                default=None,
+            )
+            if found is not None and found.meta.fresh_until_ms > self._clock():
+                window = FeedWindow.of(found)
+                self._keep_in_l1(name, window)
+                return window
+        return None
+
+    # Changing
+
+    def _triple(self, key: FeedKey) -> tuple[str, str, str]:
+        name = self._names.feed(key)
+        return name, self._names.feed_meta(name), self._names.feed_version(name)
+
+    async def append(self, keys: Sequence[FeedKey], post_ids: Sequence[str]) -> int:
+        triples = [self._triple(k) for k in keys]
+        appended = await self._guard.run(
+            self._store.append_to_feeds(triples, post_ids, self._settings.feed_cap), default=0
+        )
+        self.drop_l1([t[0] for t in triples])
+        return appended
+
+    async def remove(self, keys: Sequence[FeedKey], post_ids: Sequence[str]) -> int:
+        triples = [self._triple(k) for k in keys]
+        touched = await self._guard.run(self._store.remove_from_feeds(triples, post_ids), default=0)
+        self.drop_l1([t[0] for t in triples])
+        return touched
+
+    async def invalidate(self, keys: Sequence[FeedKey], *, hard: bool) -> list[str]:
+        """Drop (hard) or mark stale (soft) in Redis; returns the L1 names to drop
+        everywhere."""
+        triples = [self._triple(k) for k in keys]
+        await self._guard.run(self._store.invalidate_feeds(triples, hard=hard), default=0)
+        names = [t[0] for t in triples]
+        self.drop_l1(names)
+        return names
+
+    def drop_l1(self, names: Sequence[str]) -> None:
+        if self._l1 is not None:
+            for name in names:
+                self._l1.delete(name)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+
+class RelationChanged(Exception):
+    def __init__(self, page: SourcePage) -> None:
+        super().__init__("the viewer's relation to the author changed")
+        self.page = page
+
+
+def _after(ids: tuple[str, ...], before: str) -> int:
+    """Index of the first id older than ``before`` (ids are newest first)."""
+    low, high = 0, len(ids)
+    while low < high:
+        middle = (low + high) // 2
+        if ids[middle] < before:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _covers(window: FeedWindow, before: str | None, limit: int) -> bool:
+    """Whether the L1 window alone answers this page."""
+    if before is None:
+        return True
+    start = _after(window.ids, before)
+    return start + limit < len(window.ids) or window.reached_end

@@ -1,0 +1,72 @@
+"""Redis key names. User ids never appear in clear: feed and relation keys
+carry a keyed hash of them. Post ids are random and time-ordered, reveal
+nothing, and stay in clear so feeds can hold and order them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from murmur_cache.sealing import KeyRing
+
+PREFIX = "mm:"
+POST = PREFIX + "p:"
+ACTIVITY = PREFIX + "act"
+ACTIVITY_IDS = PREFIX + "actid"
+
+
+class DataClass(enum.StrEnum):
+    POST = "post"
+    HOME_FEED = "home_feed"
+    USER_TIMELINE = "user_timeline"
+    RELATION = "relation"
+    ACTIVITY = "activity"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedKey:
+    """One cached feed: a reader's home feed, or one view of an author's posts."""
+
+    data_class: DataClass
+    owner_id: str
+    # USER_TIMELINE only: True for the view with followers-only posts.
+    full_view: bool = False
+
+    @property
+    def tag(self) -> str:
+        """Clear-text name for invalidation broadcasts (core NATS, never stored)."""
+        if self.data_class is DataClass.HOME_FEED:
+            return f"home:{self.owner_id}"
+        return f"user:{self.owner_id}:{'full' if self.full_view else 'public'}"
+
+
+class KeyNames:
+    def __init__(self, ring: KeyRing) -> None:
+        self._ring = ring
+
+    def feed(self, key: FeedKey) -> str:
+        # The braces are a Redis Cluster hash tag: a feed's ids, meta, version
+        # and lease land on one shard, so one script can touch them together.
+        owner = self._ring.hashed("user", key.owner_id)
+        if key.data_class is DataClass.HOME_FEED:
+            return f"{PREFIX}hf:{{{owner}}}"
+        return f"{PREFIX}uf:{{{owner}}}:{'f' if key.full_view else 'p'}"
+
+    def feed_meta(self, feed_name: str) -> str:
+        return feed_name + ":m"
+
+    def feed_version(self, feed_name: str) -> str:
+        return feed_name + ":v"
+
+    def feed_lease(self, feed_name: str) -> str:
+        return feed_name + ":l"
+
+    @staticmethod
+    def post(post_id: str) -> str:
+        return POST + post_id
+
+    def relation(self, viewer_id: str, author_id: str) -> str:
+        return f"{PREFIX}rel:{self._ring.hashed('relation', f'{viewer_id}>{author_id}')}"
+
+    def activity_member(self, user_id: str) -> str:
+        return self._ring.hashed("user", user_id)

@@ -1,0 +1,304 @@
+"""The Redis layer (L2). Feeds are sorted sets of post ids, all scored 0 so
+Redis orders them by id (UUIDv7 text order is time order); the empty member
+marks "nothing older exists". Post entries are sealed values under their id.
+Scripts make fills, appends and invalidations atomic per feed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import cast
+
+from prometheus_client import Histogram
+from redis.asyncio import Redis
+
+from murmur_core.metrics import LATENCY_BUCKETS
+
+END = ""  # the end-of-feed member; sorts below every id
+TOMBSTONE = b"\x00\x00T"  # never a sealed value: those start with a key version >= 1
+
+REDIS_SECONDS = Histogram(
+    "murmur_cache_redis_duration_seconds",
+    "Round-trip time of the cache's Redis operations.",
+    ["operation"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# KEYS: feed, meta, version, lease. ARGV: lease token, expected version,
+# fresh-until ms, retention ms, rebuild ms, complete flag, ids...
+_FILL = """
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[4])
+if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then return -1 end
+redis.call('DEL', KEYS[1], KEYS[2])
+local members = {}
+for i = 7, #ARGV do
+  members[#members + 1] = 0
+  members[#members + 1] = ARGV[i]
+end
+if ARGV[6] == '1' then
+  members[#members + 1] = 0
+  members[#members + 1] = ''
+end
+if #members > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
+redis.call('HSET', KEYS[2], 'v', ARGV[2], 'f', ARGV[3], 'd', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+# KEYS: feed, meta, version. ARGV: version ttl ms, cap, then ids to add.
+# The version moves even when the feed is absent, so a rebuild in flight that
+# read its source before this change cannot fill an outdated copy.
+_APPEND = """
+local v = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+for i = 3, #ARGV do redis.call('ZADD', KEYS[1], 0, ARGV[i]) end
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1) end
+redis.call('HSET', KEYS[2], 'v', v)
+return 1
+"""
+
+# KEYS: feed, meta, version. ARGV: version ttl ms, ids to remove.
+_REMOVE = """
+local v = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+for i = 2, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+redis.call('HSET', KEYS[2], 'v', v)
+return 1
+"""
+
+# KEYS: feed, meta, version. ARGV: version ttl ms, hard flag. Hard drops the
+# copy; soft keeps it as stale (served while one caller rebuilds).
+_INVALIDATE = """
+local v = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+if ARGV[2] == '1' then return redis.call('DEL', KEYS[1], KEYS[2]) end
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'f', 0, 'v', v)
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedMeta:
+    version: int
+    fresh_until_ms: int
+    rebuild_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSlice:
+    ids: list[str]
+    # The slice reached the end of the feed: nothing older exists.
+    reached_end: bool
+    meta: FeedMeta
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    token: str | None
+    version: int
+
+
+@contextmanager
+def timed(operation: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        REDIS_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+
+def _int(value: bytes | None) -> int:
+    return int(value) if value else 0
+
+
+class RedisStore:
+    def __init__(self, redis: Redis, *, version_ttl_ms: int) -> None:
+        self.redis = redis
+        self._version_ttl_ms = version_ttl_ms
+        self._fill = redis.register_script(_FILL)
+        self._append = redis.register_script(_APPEND)
+        self._remove = redis.register_script(_REMOVE)
+        self._invalidate = redis.register_script(_INVALIDATE)
+
+    async def ping(self) -> None:
+        with timed("ping"):
+            await self.redis.ping()
+
+    # Feeds
+
+    async def read_feed(
+        self, name: str, meta_name: str, *, before: str | None, count: int
+    ) -> FeedSlice | None:
+        """Up to ``count + 1`` ids older than ``before`` (newest first; the extra
+        one tells whether more follow) with the feed's meta, in one round trip;
+        None when the feed is not cached."""
+        upper = f"({before}" if before else "+"
+        with timed("read_feed"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrevrangebylex(name, upper, "-", start=0, num=count + 1)
+                pipe.hmget(meta_name, ["v", "f", "d"])
+                members, meta = await pipe.execute()
+        if meta[0] is None:
+            return None
+        ids = [m.decode() for m in members]
+        return FeedSlice(
+            ids=[i for i in ids if i != END],
+            reached_end=END in ids,
+            meta=FeedMeta(_int(meta[0]), _int(meta[1]), _int(meta[2])),
+        )
+
+    async def acquire_lease(
+        self, lease_name: str, version_name: str, token: str, ttl_ms: int
+    ) -> Lease:
+        with timed("acquire_lease"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(lease_name, token, nx=True, px=ttl_ms)
+                pipe.get(version_name)
+                acquired, version = await pipe.execute()
+        return Lease(token if acquired else None, _int(version))
+
+    async def fill_feed(
+        self,
+        names: tuple[str, str, str, str],
+        *,
+        token: str,
+        version: int,
+        ids: Sequence[str],
+        complete: bool,
+        fresh_until_ms: int,
+        retention_ms: int,
+        rebuild_ms: int,
+    ) -> bool:
+        """Store a rebuilt feed if ``token`` still holds its lease and nothing
+        changed the feed since ``version`` was read; False when refused."""
+        with timed("fill_feed"):
+            result = await self._fill(
+                keys=list(names),
+                args=[
+                    token,
+                    version,
+                    fresh_until_ms,
+                    retention_ms,
+                    rebuild_ms,
+                    1 if complete else 0,
+                    *ids,
+                ],
+            )
+        return int(result) == 1
+
+    async def append_to_feeds(
+        self, feeds: Sequence[tuple[str, str, str]], post_ids: Sequence[str], cap: int
+    ) -> int:
+        with timed("append_to_feeds"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for feed in feeds:
+                    await self._append(
+                        keys=list(feed), args=[self._version_ttl_ms, cap, *post_ids], client=pipe
+                    )
+                results = await pipe.execute()
+        return sum(int(r) for r in results)
+
+    async def remove_from_feeds(
+        self, feeds: Sequence[tuple[str, str, str]], post_ids: Sequence[str]
+    ) -> int:
+        with timed("remove_from_feeds"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for feed in feeds:
+                    await self._remove(
+                        keys=list(feed), args=[self._version_ttl_ms, *post_ids], client=pipe
+                    )
+                results = await pipe.execute()
+        return sum(int(r) for r in results)
+
+    async def invalidate_feeds(self, feeds: Sequence[tuple[str, str, str]], *, hard: bool) -> int:
+        with timed("invalidate_feeds"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for feed in feeds:
+                    await self._invalidate(
+                        keys=list(feed), args=[self._version_ttl_ms, 1 if hard else 0], client=pipe
+                    )
+                results = await pipe.execute()
+        return sum(1 for r in results if int(r) > 0)
+
+    # Post entries
+
+    async def get_entries(self, names: Sequence[str]) -> list[bytes | None]:
+        if not names:
+            return []
+        with timed("get_entries"):
+            return cast(list[bytes | None], await self.redis.mget(names))
+
+    async def put_entries(self, items: Sequence[tuple[str, bytes, int]]) -> list[bool]:
+        """SET-if-absent each (name, value, ttl ms): entries are immutable, and a
+        tombstone already there must win over a late fill."""
+        if not items:
+            return []
+        with timed("put_entries"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name, value, ttl_ms in items:
+                    pipe.set(name, value, nx=True, px=ttl_ms)
+                results = await pipe.execute()
+        return [bool(r) for r in results]
+
+    async def tombstone(self, names: Sequence[str], ttl_ms: int) -> None:
+        with timed("tombstone"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.set(name, TOMBSTONE, px=ttl_ms)
+                await pipe.execute()
+
+    async def delete(self, names: Sequence[str]) -> int:
+        if not names:
+            return 0
+        with timed("delete"):
+            return int(await self.redis.delete(*names))
+
+    # Relations (does a viewer see an author's followers-only posts)
+
+    async def get_relation(self, name: str) -> bool | None:
+        with timed("get_relation"):
+            value = await self.redis.get(name)
+        return None if value is None else value == b"1"
+
+    async def set_relation(self, name: str, full_view: bool, ttl_ms: int) -> None:
+        with timed("set_relation"):
+            await self.redis.set(name, b"1" if full_view else b"0", px=ttl_ms)
+
+    # Activity (who read recently)
+
+    async def record_activity(
+        self, key: str, ids_key: str, member: str, sealed_id: bytes, at_ms: int
+    ) -> None:
+        with timed("record_activity"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(key, {member: at_ms})
+                pipe.hsetnx(ids_key, member, sealed_id)
+                await pipe.execute()
+
+    async def most_active(
+        self, key: str, ids_key: str, count: int, since_ms: int
+    ) -> list[tuple[str, bytes]]:
+        """(member, sealed user id) of the most recently active, newest first."""
+        with timed("most_active"):
+            members = cast(
+                list[bytes],
+                await self.redis.zrevrangebyscore(key, "+inf", since_ms, start=0, num=count),
+            )
+            if not members:
+                return []
+            sealed = cast(list[bytes | None], await self.redis.hmget(ids_key, members))
+        return [(m.decode(), s) for m, s in zip(members, sealed, strict=True) if s is not None]
+
+    async def active_since(self, key: str, members: Sequence[str], since_ms: int) -> list[bool]:
+        with timed("active_since"):
+            scores = await self.redis.zmscore(key, list(members))
+        return [s is not None and s >= since_ms for s in scores]
