@@ -107,6 +107,6 @@ async def test_a_failing_service_stops_the_ones_started_before_it(tmp_path: Path
 
 def test_selecting_a_service_brings_its_dependencies(tmp_path: Path) -> None:
     stack = Stack(tmp_path, services=("gateway",))
-    assert [s.name for s in stack.specs] == ["nats", "timeline", "gateway"]
+    assert [s.name for s in stack.specs] == ["nats", "timeline", "redis", "cache", "gateway"]
     with pytest.raises(ValueError, match="unknown service 'nope'"):
         Stack(tmp_path, services=("nope",))

@@ -50,6 +50,9 @@ def gateway_settings(keys: Keys, timeline_addr: str, **overrides: Any) -> Gatewa
     values: dict[str, Any] = {
         "timeline_addr": timeline_addr,
         "jwt_public_key_files": str(keys.public),
+        # The cache path has tests of its own with the real cache service.
+        "cache_addr": "",
+        "nats_url": "",
         **overrides,
     }
     return GatewaySettings(**values)

@@ -224,8 +224,8 @@ async def test_unregistered_author_cannot_post(
 @pytest.mark.parametrize(
     ("path", "slug"),
     [
-        ("/v1/timelines/home?cursor=garbage", "invalid-argument"),
-        ("/v1/users/alice/posts?cursor=Zm9vYmFy", "invalid-argument"),
+        ("/v1/timelines/home?cursor=garbage", "invalid-cursor"),
+        ("/v1/users/alice/posts?cursor=Zm9vYmFy", "invalid-cursor"),
         ("/v1/users/alice/followers?cursor=%21%21", "invalid-argument"),
         ("/v1/timelines/home?cursor=" + "a" * 600, "invalid-parameter"),
         ("/v1/timelines/home?limit=0", "invalid-parameter"),

@@ -254,3 +254,21 @@ async def test_batch_get_posts_validates_and_enforces_audience(
         rpc.GetUserTimelineRequest(author_id="alice", viewer_id="bob"), timeout=5
     )
     assert page.full_view is True
+
+
+async def test_before_id_pages_like_a_page_token(stub: rpc_grpc.TimelineServiceAsyncStub) -> None:
+    ids = []
+    for _ in range(3):
+        ids.append((await stub.CreatePost(post_request(), timeout=5)).post.id)
+        await asyncio.sleep(0.002)
+    page = await stub.GetUserTimeline(
+        rpc.GetUserTimelineRequest(author_id="alice", viewer_id="bob", before_id=ids[2]), timeout=5
+    )
+    assert [p.id for p in page.posts] == [ids[1], ids[0]]
+    both = stub.GetHomeTimeline(
+        rpc.GetHomeTimelineRequest(viewer_id="alice", before_id=ids[2], page_token="azE6eA"),
+        timeout=5,
+    )
+    assert await status_of(both) == INVALID
+    bad = stub.GetHomeTimeline(rpc.GetHomeTimelineRequest(viewer_id="alice", before_id="x"))
+    assert await status_of(bad) == INVALID

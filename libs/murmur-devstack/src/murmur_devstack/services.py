@@ -198,11 +198,13 @@ GATEWAY = ServiceSpec(
     env=lambda w: {
         "GATEWAY_HOST": w.host,
         "GATEWAY_TIMELINE_ADDR": w.addr("TIMELINE_GRPC_PORT"),
+        "GATEWAY_CACHE_ADDR": w.addr("CACHE_GRPC_PORT"),
+        "GATEWAY_NATS_URL": w.nats_url,
         "GATEWAY_JWT_PUBLIC_KEY_FILES": ",".join(str(p) for p in w.jwt_public_key_files),
     },
     probe=lambda w: http_readyz(w.port("GATEWAY_PORT"), w.host),
     urls=lambda w: {"gateway": f"http://{w.addr('GATEWAY_PORT')}"},
-    depends_on=("timeline",),
+    depends_on=("timeline", "cache"),
     env_prefix="GATEWAY_",
 )
 

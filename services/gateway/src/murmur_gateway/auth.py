@@ -31,17 +31,22 @@ def _unauthorized(detail: str, *, token_given: bool) -> ProblemError:
     )
 
 
-def authenticate(
+async def authenticate(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     verifier: Annotated[TokenVerifier, Depends(get_verifier)],
 ) -> Principal:
     if credentials is None:
         raise _unauthorized("a bearer token is required", token_given=False)
     try:
-        return verifier.verify(credentials.credentials)
+        principal = verifier.verify(credentials.credentials)
     except InvalidToken as exc:
         # The reason names what is wrong without quoting the token.
         raise _unauthorized(str(exc), token_given=True) from None
+    sync = getattr(request.app.state, "cache_sync", None)
+    if sync is not None:
+        sync.seen(principal.user_id)
+    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(authenticate)]

@@ -13,15 +13,17 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
 from murmur.timeline.v1 import timeline_service_pb2
 
 if TYPE_CHECKING:
-    # The async stub type exists only for type checkers; at run time the one
+    # The async stub types exist only for type checkers; at run time the one
     # generated class serves both sync and aio channels.
+    from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceAsyncStub as CacheStub
     from murmur.timeline.v1.timeline_service_pb2_grpc import (
         TimelineServiceAsyncStub as TimelineStub,
     )
 else:
+    from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceStub as CacheStub
     from murmur.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub as TimelineStub
 
-__all__ = ["Backend", "TimelineStub", "open_backend"]
+__all__ = ["Backend", "CacheStub", "TimelineStub", "open_backend"]
 
 TIMELINE_SERVICE = timeline_service_pb2.DESCRIPTOR.services_by_name["TimelineService"].full_name
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -60,6 +62,9 @@ class DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):
 class Backend:
     channel: grpc.aio.Channel
     timeline: TimelineStub
+    # None when the gateway runs without the cache service (reads go to the timeline).
+    cache: CacheStub | None
+    cache_channel: grpc.aio.Channel | None
     health_check: grpc.aio.UnaryUnaryMultiCallable[
         health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse
     ]
@@ -77,19 +82,35 @@ class Backend:
 
     async def close(self) -> None:
         await self.channel.close()
+        if self.cache_channel is not None:
+            await self.cache_channel.close()
 
 
-def open_backend(address: str, *, timeout_seconds: float, ready_timeout_seconds: float) -> Backend:
+def _channel(address: str, timeout_seconds: float) -> grpc.aio.Channel:
     # Probes run every few seconds; tracing them would bury real traffic.
     tracing = aio_client_interceptors(  # type: ignore[no-untyped-call]
         filter_=filters.negate(filters.health_check())
     )
-    channel = grpc.aio.insecure_channel(
+    return grpc.aio.insecure_channel(
         address, interceptors=[*tracing, DefaultDeadline(timeout_seconds)]
     )
+
+
+def open_backend(
+    address: str,
+    *,
+    timeout_seconds: float,
+    ready_timeout_seconds: float,
+    cache_address: str = "",
+    cache_timeout_seconds: float = 1.0,
+) -> Backend:
+    channel = _channel(address, timeout_seconds)
+    cache_channel = _channel(cache_address, cache_timeout_seconds) if cache_address else None
     return Backend(
         channel=channel,
         timeline=TimelineStub(channel),
+        cache=CacheStub(cache_channel) if cache_channel is not None else None,
+        cache_channel=cache_channel,
         health_check=channel.unary_unary(
             _HEALTH_CHECK,
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,

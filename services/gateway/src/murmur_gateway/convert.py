@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from murmur.timeline.v1 import resources_pb2 as res
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
-from murmur_gateway.schemas import AudienceName, CreatePost, Post, PostPage, User
+from murmur_gateway.schemas import AudienceName, CreatePost, Post, User
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -61,14 +61,6 @@ def post_out(post: res.Post) -> Post:
         created_at=format_timestamp(post.created_at),
         expires_at=format_timestamp(post.expires_at) if post.HasField("expires_at") else None,
         reply_to=post.reply_to or None,
-    )
-
-
-def post_page(page: rpc.TimelinePage) -> PostPage:
-    return PostPage(
-        items=[post_out(p) for p in page.posts],
-        next_cursor=page.next_page_token or None,
-        has_more=bool(page.next_page_token),
     )
 
 

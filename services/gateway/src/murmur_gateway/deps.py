@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from murmur_gateway.backend import Backend, TimelineStub
+from murmur_gateway.cache_sync import CacheSync
 from murmur_gateway.problems import ProblemError
+from murmur_gateway.reads import Reads
 from murmur_gateway.settings import GatewaySettings
 
 
@@ -26,7 +28,19 @@ def get_timeline(backend: Annotated[Backend, Depends(get_backend)]) -> TimelineS
     return backend.timeline
 
 
+def get_reads(request: Request) -> Reads:
+    reads: Reads = request.app.state.reads
+    return reads
+
+
+def get_cache_sync(request: Request) -> CacheSync:
+    sync: CacheSync = request.app.state.cache_sync
+    return sync
+
+
 Settings = Annotated[GatewaySettings, Depends(get_settings)]
+ReadsDep = Annotated[Reads, Depends(get_reads)]
+CacheSyncDep = Annotated[CacheSync, Depends(get_cache_sync)]
 BackendDep = Annotated[Backend, Depends(get_backend)]
 Timeline = Annotated[TimelineStub, Depends(get_timeline)]
 

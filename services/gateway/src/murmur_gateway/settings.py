@@ -22,6 +22,20 @@ class GatewaySettings(ServiceSettings):
     ready_timeout_seconds: float = Field(default=0.5, gt=0)
     # Comma-separated so keys can rotate: add the new public key, switch the
     # signer, then drop the old key once its tokens have expired.
+    # The cache service: hot reads go through it; empty runs without it.
+    cache_addr: str = "127.0.0.1:50052"
+    # Longer than a rebuild from the timeline can take, shorter than a request's.
+    cache_timeout_seconds: float = Field(default=1.5, gt=0)
+    # NATS, for the cache's invalidation broadcasts; without it no near cache.
+    nats_url: str = "nats://127.0.0.1:4222"
+    near_cache_max_entries: int = Field(default=20_000, ge=1)
+    near_cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Feeds also change by fan-out appends, which are not broadcast: this bounds
+    # how late a new post may show in a page served from the near cache.
+    near_cache_ttl_seconds: float = Field(default=1.0, ge=0)
+    # A token seen after this long a silence starts a session: the cache warms
+    # that user's first home page.
+    session_quiet_seconds: float = Field(default=900.0, gt=0)
     jwt_public_key_files: str = "var/dev-keys/jwt-ed25519.pub"
     jwt_issuer: str = "murmur-dev"
     jwt_audience: str = "murmur"
@@ -30,7 +44,7 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes: int = Field(default=131072, gt=0)
     max_page_size: int = Field(default=100, ge=1)
     default_page_size: int = Field(default=20, ge=1)
-    # Cursors are opaque tokens from the timeline; anything longer is not one.
+    # Cursors are short opaque tokens; anything longer is not one.
     max_cursor_length: int = Field(default=512, ge=1)
 
     @model_validator(mode="after")

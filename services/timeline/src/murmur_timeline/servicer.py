@@ -68,6 +68,14 @@ class TimelineServicer(rpc_grpc.TimelineServiceServicer):
             limit, self._settings.default_page_size, self._settings.max_page_size
         )
 
+    @staticmethod
+    def _before(page_token: str, before_id: str) -> str | None:
+        if page_token and before_id:
+            raise validation.Invalid("give page_token or before_id, not both")
+        if before_id:
+            return validation.post_id(before_id, "before_id")
+        return page_tokens.decode(page_token)
+
     def _page(self, posts: list[Post], limit: int, *, full_view: bool = True) -> rpc.TimelinePage:
         next_token = page_tokens.encode(posts[-1].id) if len(posts) == limit else ""
         return rpc.TimelinePage(
@@ -207,7 +215,7 @@ class TimelineServicer(rpc_grpc.TimelineServiceServicer):
     ) -> rpc.TimelinePage:
         validation.user_id(request.viewer_id, "viewer_id")
         limit = self._page_size(request.limit)
-        before = page_tokens.decode(request.page_token)
+        before = self._before(request.page_token, request.before_id)
         posts = await self._store.home_timeline(request.viewer_id, limit, before)
         return self._page(posts, limit)
 
@@ -218,7 +226,7 @@ class TimelineServicer(rpc_grpc.TimelineServiceServicer):
         validation.user_id(request.author_id, "author_id")
         validation.user_id(request.viewer_id, "viewer_id")
         limit = self._page_size(request.limit)
-        before = page_tokens.decode(request.page_token)
+        before = self._before(request.page_token, request.before_id)
         posts, full_view = await self._store.user_timeline(
             request.author_id, request.viewer_id, limit, before
         )

@@ -2,41 +2,41 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from murmur.timeline.v1 import timeline_service_pb2 as rpc
 from murmur_gateway.auth import CurrentUser
-from murmur_gateway.convert import post_page
-from murmur_gateway.deps import Page, Timeline
+from murmur_gateway.deps import Page, ReadsDep
 from murmur_gateway.openapi import UPSTREAM, problem_responses
+from murmur_gateway.reads import Reply
 from murmur_gateway.routes.common import UserIdPath
 from murmur_gateway.schemas import PostPage
 
 router = APIRouter(prefix="/v1", tags=["timelines"], responses=problem_responses(*UPSTREAM))
 
-
-@router.get("/timelines/home", responses=problem_responses(400))
-async def home_timeline(principal: CurrentUser, page: Page, timeline: Timeline) -> PostPage:
-    # The cursor is the timeline's page token as is for now; signing it is a
-    # separate change.
-    reply = await timeline.GetHomeTimeline(
-        rpc.GetHomeTimelineRequest(
-            viewer_id=principal.user_id, limit=page.limit, page_token=page.cursor
-        )
-    )
-    return post_page(reply)
+STALE_HEADER = "Murmur-Stale"
 
 
-@router.get("/users/{user_id}/posts", responses=problem_responses(400, 403, 404))
+def json_reply(reply: Reply) -> Response:
+    """Bytes as encoded (and possibly cached) by the read path, never re-serialised."""
+    headers = {STALE_HEADER: "1"} if reply.stale else None
+    return Response(reply.body, media_type="application/json", headers=headers)
+
+
+@router.get(
+    "/timelines/home",
+    response_model=PostPage,
+    responses=problem_responses(400),
+    description=f"`{STALE_HEADER}: 1` marks a page served from a stale copy while the "
+    "timeline service is failing.",
+)
+async def home_timeline(principal: CurrentUser, page: Page, reads: ReadsDep) -> Response:
+    return json_reply(await reads.home(principal.user_id, page.limit, page.cursor))
+
+
+@router.get(
+    "/users/{user_id}/posts", response_model=PostPage, responses=problem_responses(400, 403, 404)
+)
 async def user_timeline(
-    user_id: UserIdPath, principal: CurrentUser, page: Page, timeline: Timeline
-) -> PostPage:
-    reply = await timeline.GetUserTimeline(
-        rpc.GetUserTimelineRequest(
-            author_id=user_id,
-            viewer_id=principal.user_id,
-            limit=page.limit,
-            page_token=page.cursor,
-        )
-    )
-    return post_page(reply)
+    user_id: UserIdPath, principal: CurrentUser, page: Page, reads: ReadsDep
+) -> Response:
+    return json_reply(await reads.user(user_id, principal.user_id, page.limit, page.cursor))

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
 from murmur_gateway.auth import CurrentUser
 from murmur_gateway.convert import user_out
-from murmur_gateway.deps import Page, Timeline
+from murmur_gateway.deps import CacheSyncDep, Page, Timeline
 from murmur_gateway.openapi import UPSTREAM, problem_responses
 from murmur_gateway.routes.common import UserIdPath
 from murmur_gateway.schemas import FollowerPage, FollowResult, RegisterUser, UnfollowResult, User
@@ -46,20 +46,26 @@ async def get_user(user_id: UserIdPath, _: CurrentUser, timeline: Timeline) -> U
 
 
 @router.post("/{user_id}/follow", responses=problem_responses(400, 404))
-async def follow(user_id: UserIdPath, principal: CurrentUser, timeline: Timeline) -> FollowResult:
+async def follow(
+    user_id: UserIdPath, principal: CurrentUser, timeline: Timeline, sync: CacheSyncDep
+) -> FollowResult:
     reply = await timeline.Follow(
         rpc.FollowRequest(follower_id=principal.user_id, followee_id=user_id)
     )
+    if reply.created:
+        await sync.follows_changed(principal.user_id)
     return FollowResult(created=reply.created)
 
 
 @router.delete("/{user_id}/follow", responses=problem_responses(400, 404))
 async def unfollow(
-    user_id: UserIdPath, principal: CurrentUser, timeline: Timeline
+    user_id: UserIdPath, principal: CurrentUser, timeline: Timeline, sync: CacheSyncDep
 ) -> UnfollowResult:
     reply = await timeline.Unfollow(
         rpc.UnfollowRequest(follower_id=principal.user_id, followee_id=user_id)
     )
+    if reply.removed:
+        await sync.follows_changed(principal.user_id)
     return UnfollowResult(removed=reply.removed)
 
 

@@ -155,26 +155,30 @@ class DeletePostResponse(_message.Message):
     def __init__(self, deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetHomeTimelineRequest(_message.Message):
-    __slots__ = ("viewer_id", "limit", "page_token")
+    __slots__ = ("viewer_id", "limit", "page_token", "before_id")
     VIEWER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
     viewer_id: str
     limit: int
     page_token: str
-    def __init__(self, viewer_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    before_id: str
+    def __init__(self, viewer_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., before_id: _Optional[str] = ...) -> None: ...
 
 class GetUserTimelineRequest(_message.Message):
-    __slots__ = ("author_id", "viewer_id", "limit", "page_token")
+    __slots__ = ("author_id", "viewer_id", "limit", "page_token", "before_id")
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     VIEWER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
     author_id: str
     viewer_id: str
     limit: int
     page_token: str
-    def __init__(self, author_id: _Optional[str] = ..., viewer_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    before_id: str
+    def __init__(self, author_id: _Optional[str] = ..., viewer_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., before_id: _Optional[str] = ...) -> None: ...
 
 class TimelinePage(_message.Message):
     __slots__ = ("posts", "next_page_token", "full_view")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from murmur_cache.l1 import L1Cache, L1Entry
+from murmur_core.lru import L1Cache, L1Entry
 
 
 class FakeClock:

@@ -1,0 +1,86 @@
+"""The gateway's near cache: the encoded bytes of its hottest responses, so a
+hot read crosses no gRPC hop at all (one grpc.aio call costs this process
+about as much as serving two cached responses).
+
+Entries carry tags (``home:<user>``, ``user:<author>:<view>``, ``post:<id>``);
+the cache service's invalidation broadcasts name the tags to drop. Feeds also
+change by appends that are not broadcast, so entries live about as long as the
+cache's own L1 copies of feeds; while the broadcast stream is down nothing is
+kept at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from prometheus_client import Counter
+
+from murmur_core.lru import L1Cache
+
+NEAR_CACHE_LOOKUPS = Counter(
+    "murmur_gateway_near_cache_lookups_total",
+    "Gateway near-cache lookups by result (hit or miss).",
+    ["result"],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Cached:
+    body: bytes
+    stale: bool
+    tags: tuple[str, ...]
+
+
+class NearCache:
+    def __init__(self, *, max_entries: int, max_bytes: int, ttl_seconds: float) -> None:
+        self._entries: L1Cache[Cached] = L1Cache(max_entries=max_entries, max_bytes=max_bytes)
+        self._ttl = ttl_seconds
+        self._by_tag: dict[str, set[str]] = {}
+        # Evicted keys linger in the tag index until it is pruned at this size.
+        self._max_tags = max_entries * 8
+        self.open = False
+
+    def get(self, key: str) -> Cached | None:
+        entry = self._entries.get(key) if self.open else None
+        NEAR_CACHE_LOOKUPS.labels("miss" if entry is None else "hit").inc()
+        return entry.value if entry is not None else None
+
+    def put(self, key: str, body: bytes, tags: Iterable[str], *, stale: bool = False) -> None:
+        if not self.open or stale:
+            return
+        cached = Cached(body, stale, tuple(tags))
+        self._entries.put(key, cached, size=len(body) + 64, ttl=self._ttl)
+        for tag in cached.tags:
+            self._by_tag.setdefault(tag, set()).add(key)
+        if len(self._by_tag) > self._max_tags:
+            self._prune()
+
+    def _prune(self) -> None:
+        for tag in list(self._by_tag):
+            live = {key for key in self._by_tag[tag] if key in self._entries}
+            if live:
+                self._by_tag[tag] = live
+            else:
+                del self._by_tag[tag]
+
+    def drop_tags(self, tags: Iterable[str]) -> int:
+        dropped = 0
+        for tag in tags:
+            for key in self._by_tag.pop(tag, ()):
+                dropped += self._entries.delete(key)
+        return dropped
+
+    def close(self) -> None:
+        """The invalidation stream is gone: forget everything, keep nothing new."""
+        self.open = False
+        self._entries.clear()
+        self._by_tag.clear()
+
+    def reopen(self) -> None:
+        self._entries.clear()
+        self._by_tag.clear()
+        self.open = True
+
+    def __len__(self) -> int:
+        return len(self._entries)
