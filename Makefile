@@ -4,7 +4,7 @@ UV := $(shell ./scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help install up down test lint format protos protos-check token uuid7 ci
+.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache
 
 help:
 	@echo "make up            run the whole stack locally (Ctrl-C stops it)"
@@ -15,6 +15,7 @@ help:
 	@echo "make protos-check  fail if generated code drifted from protos/"
 	@echo "make token USER=alice  mint a development bearer token"
 	@echo "make uuid7         print a new post id (UUIDv7)"
+	@echo "make bench-cache   feed cache benchmark vs plain cache-aside (QUICK=1: under a minute)"
 
 install:
 	$(UV) sync --frozen
@@ -48,5 +49,8 @@ token: install
 
 uuid7: install
 	@$(RUN) python -c 'from murmur_core.ids import new_uuid7; print(new_uuid7())'
+
+bench-cache: install
+	$(RUN) python bench/bench_cache.py $(if $(filter 1,$(QUICK)),--quick)
 
 ci: protos-check lint test

@@ -222,3 +222,54 @@ async def test_write_callback_fires_only_after_commits_with_events(store: Timeli
     with pytest.raises(NotFound):
         await store.follow("bob", "nobody")
     assert len(commits) == 3
+
+
+async def test_follower_counts_follow_the_follows(store: TimelineStore) -> None:
+    await users(store, "star", "a", "b", "c")
+    for fan in ("a", "b", "c"):
+        await store.follow(fan, "star")
+    await store.follow("a", "star")  # no change
+    await store.follow("a", "b")
+    await store.unfollow("c", "star")
+    assert await store.follower_count("star") == 2
+    assert await store.follower_count("b") == 1
+    assert await store.large_followees("a", 1) == ["star"]
+    assert await store.large_followees("a", 0) == ["b", "star"]
+    with pytest.raises(NotFound):
+        await store.follower_count("nobody")
+
+
+async def test_expired_posts_become_tombstones_with_events(store: TimelineStore) -> None:
+    await users(store, "alice")
+    soon = int(time.time() * 1000) + 100
+    short = make_post("alice", expires_at=soon)
+    lasting = make_post("alice")
+    await store.create_post(short)
+    await store.create_post(lasting)
+    assert await store.expire_posts(10) == []
+    await asyncio.sleep(0.2)
+    [gone] = await store.expire_posts(10)
+    assert (gone.post_id, gone.reason) == (short.id, "expired")
+    assert await store.expire_posts(10) == []
+    with pytest.raises(AlreadyExists):
+        await store.create_post(short)
+    assert [p.id for p in (await store.user_timeline("alice", "alice", 10, None))[0]] == [
+        lasting.id
+    ]
+    deleted = [
+        events_pb2.Event.FromString(e.payload).post_deleted
+        for e in await store.unsent_outbox(100)
+        if e.subject.endswith("post.deleted")
+    ]
+    assert [(d.post_id, d.reason) for d in deleted] == [(short.id, "expired")]
+
+
+async def test_sent_outbox_rows_are_pruned_in_bounded_batches(store: TimelineStore) -> None:
+    await users(store, "a", "b", "c")
+    pending = await store.unsent_outbox(10)
+    await store.mark_outbox_sent([e.seq for e in pending[:2]])
+    later = int(time.time() * 1000) + 1000
+    assert await store.prune_outbox(later, 1) == 1
+    assert await store.prune_outbox(later, 10) == 1
+    assert await store.prune_outbox(later, 10) == 0
+    assert [e.seq for e in await store.unsent_outbox(10)] == [pending[2].seq]

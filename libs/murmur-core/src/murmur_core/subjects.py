@@ -13,6 +13,9 @@ EVENTS_PREFIX = "murmur.events"
 USER_STREAM = "MURMUR_USER"
 USER_PREFIX = "murmur.user"
 CACHE_INVALIDATE = "murmur.cache.invalidate"
+# Messages a consumer gave up on, per consumer: murmur.dlq.<consumer>.
+DEAD_LETTER_STREAM = "MURMUR_DLQ"
+DEAD_LETTER_PREFIX = "murmur.dlq"
 
 # Event kinds, as they appear in subjects; the protobuf oneof field names map
 # onto them (post_created -> post.created).
@@ -31,6 +34,10 @@ def event_subject(kind: str) -> str:
 def kind_of_payload_field(field: str) -> str:
     """``post_created`` -> ``post.created``."""
     return field.replace("_", ".", 1)
+
+
+def dead_letter_subject(consumer: str) -> str:
+    return f"{DEAD_LETTER_PREFIX}.{consumer}"
 
 
 def user_subject(user_id: str, kind: str) -> str:

@@ -11,6 +11,7 @@ kept at all.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -39,6 +40,13 @@ class NearCache:
         self._by_tag: dict[str, set[str]] = {}
         # Evicted keys linger in the tag index until it is pruned at this size.
         self._max_tags = max_entries * 8
+        # A page fetched before a drop of one of its tags must not be stored
+        # after it: each drop gets a generation, each fetch notes the one it
+        # started at. Old drops are forgotten; a fetch older than the oldest
+        # remembered drop is refused outright.
+        self._generation = 0
+        self._dropped_at: OrderedDict[str, int] = OrderedDict()
+        self._forgotten_before = 0
         self.open = False
 
     def get(self, key: str) -> Cached | None:
@@ -46,10 +54,20 @@ class NearCache:
         NEAR_CACHE_LOOKUPS.labels("miss" if entry is None else "hit").inc()
         return entry.value if entry is not None else None
 
-    def put(self, key: str, body: bytes, tags: Iterable[str], *, stale: bool = False) -> None:
-        if not self.open or stale:
+    def generation(self) -> int:
+        """Note this before fetching what will be ``put``."""
+        return self._generation
+
+    def put(
+        self, key: str, body: bytes, tags: Iterable[str], *, since: int, stale: bool = False
+    ) -> None:
+        """Keep ``body`` unless it is stale or one of its tags was dropped after
+        generation ``since`` (the fetch may have raced that drop)."""
+        if not self.open or stale or since < self._forgotten_before:
             return
         cached = Cached(body, stale, tuple(tags))
+        if any(self._dropped_at.get(tag, -1) > since for tag in cached.tags):
+            return
         self._entries.put(key, cached, size=len(body) + 64, ttl=self._ttl)
         for tag in cached.tags:
             self._by_tag.setdefault(tag, set()).add(key)
@@ -65,14 +83,22 @@ class NearCache:
                 del self._by_tag[tag]
 
     def drop_tags(self, tags: Iterable[str]) -> int:
+        self._generation += 1
         dropped = 0
         for tag in tags:
+            self._dropped_at[tag] = self._generation
+            self._dropped_at.move_to_end(tag)
             for key in self._by_tag.pop(tag, ()):
                 dropped += self._entries.delete(key)
+        while len(self._dropped_at) > self._max_tags:
+            _, generation = self._dropped_at.popitem(last=False)
+            self._forgotten_before = max(self._forgotten_before, generation)
         return dropped
 
     def close(self) -> None:
         """The invalidation stream is gone: forget everything, keep nothing new."""
+        self._generation += 1
+        self._forgotten_before = self._generation
         self.open = False
         self._entries.clear()
         self._by_tag.clear()

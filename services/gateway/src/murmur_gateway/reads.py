@@ -73,6 +73,7 @@ class Reads:
         key = f"home|{viewer}|{limit}"
         if before is None and (hit := self._near_get(key)) is not None:
             return hit
+        since = self._near.generation() if self._near is not None else 0
         page = await self._cached_page(
             cache_rpc.FeedRef(kind=cache_rpc.FEED_KIND_HOME, owner_id=viewer), viewer, limit, before
         )
@@ -81,13 +82,14 @@ class Reads:
                 rpc.GetHomeTimelineRequest(viewer_id=viewer, limit=limit, before_id=before or "")
             )
             page = _Page(reply.posts, bool(reply.next_page_token), False)
-        return self._reply(key if before is None else None, page, [f"home:{viewer}"])
+        return self._reply(key if before is None else None, page, [f"home:{viewer}"], since)
 
     async def user(self, author: str, viewer: str, limit: int, cursor: str) -> Reply:
         before = _before(cursor)
         key = f"user|{author}|{viewer}|{limit}"
         if before is None and (hit := self._near_get(key)) is not None:
             return hit
+        since = self._near.generation() if self._near is not None else 0
         page = await self._cached_page(
             cache_rpc.FeedRef(kind=cache_rpc.FEED_KIND_USER, owner_id=author), viewer, limit, before
         )
@@ -100,12 +102,13 @@ class Reads:
             page = _Page(reply.posts, bool(reply.next_page_token), False)
         # The viewer's follow changes are broadcast under their home tag.
         tags = [f"user:{author}:full", f"user:{author}:public", f"home:{viewer}"]
-        return self._reply(key if before is None else None, page, tags)
+        return self._reply(key if before is None else None, page, tags, since)
 
     async def post(self, post_id: str, viewer: str) -> Reply:
         key = f"post|{post_id}|{viewer}"
         if (hit := self._near_get(key)) is not None:
             return hit
+        since = self._near.generation() if self._near is not None else 0
         post = None
         cache = self._backend.cache
         answered = False
@@ -131,7 +134,7 @@ class Reads:
             raise ProblemError(404, "not-found", "Not found", f"post {post_id} not found")
         body = post_out(post).model_dump_json().encode()
         if self._near is not None:
-            self._near.put(key, body, [f"post:{post_id}", f"home:{viewer}"])
+            self._near.put(key, body, [f"post:{post_id}", f"home:{viewer}"], since=since)
         return Reply(body)
 
     def _near_get(self, key: str) -> Reply | None:
@@ -162,10 +165,9 @@ class Reads:
             return None
         return _Page(reply.posts, reply.has_more, reply.stale)
 
-    def _reply(self, key: str | None, page: _Page, tags: list[str]) -> Reply:
+    def _reply(self, key: str | None, page: _Page, tags: list[str], since: int) -> Reply:
         body = encode_page(page)
         if key is not None and self._near is not None:
-            self._near.put(
-                key, body, [*tags, *(f"post:{p.id}" for p in page.posts)], stale=page.stale
-            )
+            tags = [*tags, *(f"post:{p.id}" for p in page.posts)]
+            self._near.put(key, body, tags, since=since, stale=page.stale)
         return Reply(body, page.stale)

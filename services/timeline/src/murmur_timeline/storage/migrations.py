@@ -65,6 +65,14 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
     ],
+    [
+        # Kept in the follow transaction: the fan-out pipeline decides push or
+        # pull by it, and read paths find a reader's large followees by it.
+        "ALTER TABLE users ADD COLUMN follower_count BIGINT NOT NULL DEFAULT 0",
+        "UPDATE users SET follower_count ="
+        " (SELECT COUNT(*) FROM follows WHERE follows.followee_id = users.id)",
+        "CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL",
+    ],
 ]
 
 

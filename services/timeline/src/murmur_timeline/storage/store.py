@@ -148,6 +148,9 @@ class TimelineStore:
             )
             if inserted is None:
                 return False
+            await conn.execute(
+                "UPDATE users SET follower_count = follower_count + 1 WHERE id = $1", followee_id
+            )
             event = events.follow_changed(follower_id, followee_id, created=True, now_ms=now)
             await outbox.add(event, now)
             return True
@@ -164,6 +167,9 @@ class TimelineStore:
             )
             if removed is None:
                 return False
+            await conn.execute(
+                "UPDATE users SET follower_count = follower_count - 1 WHERE id = $1", followee_id
+            )
             event = events.follow_changed(follower_id, followee_id, created=False, now_ms=now)
             await outbox.add(event, now)
             return True
@@ -177,6 +183,25 @@ class TimelineStore:
                 user_id,
                 after or "",
                 limit,
+            )
+        return [row[0] for row in rows]
+
+    async def follower_count(self, user_id: str) -> int:
+        async with self.db.read() as conn:
+            row = await conn.fetchrow("SELECT follower_count FROM users WHERE id = $1", user_id)
+        if row is None:
+            raise NotFound(f"user {user_id} not found")
+        return int(row[0])
+
+    async def large_followees(self, user_id: str, threshold: int) -> list[str]:
+        """Whom ``user_id`` follows that have more than ``threshold`` followers
+        (their posts are merged into feeds at read time, not pushed)."""
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                "SELECT u.id FROM follows f JOIN users u ON u.id = f.followee_id"
+                " WHERE f.follower_id = $1 AND u.follower_count > $2 ORDER BY u.id",
+                user_id,
+                threshold,
             )
         return [row[0] for row in rows]
 
@@ -344,6 +369,51 @@ class TimelineStore:
                 limit,
             )
         return [_post(row) for row in rows], sees_all
+
+    # Cleanup
+
+    async def expire_posts(self, limit: int) -> list[Tombstone]:
+        """Turn up to ``limit`` posts past their ``expires_at`` into tombstones,
+        each with its post.deleted event (reason "expired")."""
+        now = self._clock()
+        expired: list[Tombstone] = []
+        async with self._write() as (conn, outbox):
+            rows = await conn.fetch(
+                "SELECT id, author_id FROM posts WHERE expires_at IS NOT NULL"
+                " AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+                now,
+                limit,
+            )
+            for post_id, author_id in rows:
+                tombstone = Tombstone(post_id, author_id, now, "expired")
+                await conn.execute("DELETE FROM posts WHERE id = $1", post_id)
+                await conn.execute(
+                    "INSERT INTO tombstones (post_id, author_id, deleted_at, reason)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    post_id,
+                    author_id,
+                    now,
+                    "expired",
+                )
+                await outbox.add(events.post_deleted(tombstone), now)
+                expired.append(tombstone)
+        return expired
+
+    async def prune_outbox(self, sent_before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` outbox rows sent before the given time."""
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                "SELECT seq FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1"
+                " ORDER BY sent_at LIMIT $2",
+                sent_before_ms,
+                limit,
+            )
+            if not rows:
+                return 0
+            seqs = [int(r[0]) for r in rows]
+            placeholders = ", ".join(f"${i}" for i in range(1, len(seqs) + 1))
+            await conn.execute(f"DELETE FROM outbox WHERE seq IN ({placeholders})", *seqs)
+        return len(seqs)
 
     # Outbox
 

@@ -82,3 +82,21 @@ class FollowDeleted(_message.Message):
     follower_id: str
     followee_id: str
     def __init__(self, follower_id: _Optional[str] = ..., followee_id: _Optional[str] = ...) -> None: ...
+
+class UserEvent(_message.Message):
+    __slots__ = ("event_id", "user_id", "occurred_at", "post_created", "post_deleted", "follow_created", "follow_deleted")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    POST_CREATED_FIELD_NUMBER: _ClassVar[int]
+    POST_DELETED_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_CREATED_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_DELETED_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    user_id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    post_created: PostCreated
+    post_deleted: PostDeleted
+    follow_created: FollowCreated
+    follow_deleted: FollowDeleted
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., post_created: _Optional[_Union[PostCreated, _Mapping]] = ..., post_deleted: _Optional[_Union[PostDeleted, _Mapping]] = ..., follow_created: _Optional[_Union[FollowCreated, _Mapping]] = ..., follow_deleted: _Optional[_Union[FollowDeleted, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,192 @@
+"""The one way a service consumes JetStream: a durable pull consumer shared by
+all its instances, fetched in batches bounded by count and wait, each message
+acknowledged after its effect is done, retried with back-off on failure, and
+sent to a dead-letter subject after a bounded number of attempts (or at once
+when it can never be processed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind
+from prometheus_client import Counter, Histogram
+
+from murmur_core.metrics import LATENCY_BUCKETS
+from murmur_core.nats import extract_trace_context, inject_trace_context
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+CONSUMED = Counter(
+    "murmur_consumer_messages_total",
+    "JetStream messages handled, by consumer and outcome (done, retry, dead_letter).",
+    ["consumer", "outcome"],
+)
+BATCH_SECONDS = Histogram(
+    "murmur_consumer_batch_duration_seconds",
+    "Time to handle one fetched batch, by consumer.",
+    ["consumer"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+class Poison(Exception):
+    """This message can never be handled (undecodable, invalid): dead-letter it now."""
+
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    stream: str
+    subject: str
+    durable: str
+    batch: int = 256
+    wait_seconds: float = 0.5
+    max_attempts: int = 5
+    ack_wait_seconds: float = 30.0
+    dead_letter_subject: str = ""
+    deliver_new_only: bool = False
+
+
+class EventConsumer:
+    def __init__(self, nc: NatsClient, spec: ConsumerSpec, handle: Handler) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream()
+        self._spec = spec
+        self._handle = handle
+        self._task: asyncio.Task[None] | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        spec = self._spec
+        while True:
+            try:
+                return await self._js.pull_subscribe(
+                    spec.subject,
+                    durable=spec.durable,
+                    stream=spec.stream,
+                    config=ConsumerConfig(
+                        ack_policy=AckPolicy.EXPLICIT,
+                        deliver_policy=DeliverPolicy.NEW
+                        if spec.deliver_new_only
+                        else DeliverPolicy.ALL,
+                        ack_wait=spec.ack_wait_seconds,
+                        # Counted here rather than by the server, so that the
+                        # last attempt can dead-letter instead of vanishing.
+                        max_deliver=-1,
+                    ),
+                )
+            except NotFoundError:
+                # The stream's owner has not created it yet.
+                await asyncio.sleep(1.0)
+
+    async def _run(self) -> None:
+        self._subscription = await self._subscribe()
+        while True:
+            try:
+                messages = await self._subscription.fetch(
+                    self._spec.batch, timeout=self._spec.wait_seconds
+                )
+            except NatsTimeout:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "fetch failed",
+                    extra={"consumer": self._spec.durable, "error": type(exc).__name__},
+                )
+                await asyncio.sleep(0.5)
+                continue
+            with BATCH_SECONDS.labels(self._spec.durable).time():
+                await self.handle_batch(messages)
+
+    async def handle_batch(self, messages: list[Msg]) -> None:
+        spec = self._spec
+        links = [
+            Link(trace.get_current_span(extract_trace_context(m.headers)).get_span_context())
+            for m in messages
+        ]
+        with tracer.start_as_current_span(
+            f"process {spec.subject}",
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": spec.subject,
+                "messaging.consumer.group.name": spec.durable,
+                "messaging.batch.message_count": len(messages),
+            },
+        ):
+            for msg in messages:
+                await self._one(msg)
+
+    async def _one(self, msg: Msg) -> None:
+        spec = self._spec
+        try:
+            await self._handle(msg)
+        except Poison as exc:
+            await self._dead_letter(msg, f"poison: {exc}")
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            attempts = msg.metadata.num_delivered if msg.metadata else 1
+            if attempts >= spec.max_attempts:
+                await self._dead_letter(msg, f"failed {attempts} times: {type(exc).__name__}")
+                return
+            log.warning(
+                "handler failed; will retry",
+                extra={"consumer": spec.durable, "attempt": attempts, "error": type(exc).__name__},
+            )
+            CONSUMED.labels(spec.durable, "retry").inc()
+            await msg.nak(delay=min(30.0, 0.5 * 2 ** (attempts - 1)))
+            return
+        CONSUMED.labels(spec.durable, "done").inc()
+        await msg.ack()
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        spec = self._spec
+        log.error(
+            "message dead-lettered",
+            extra={"consumer": spec.durable, "subject": msg.subject, "reason": reason},
+        )
+        CONSUMED.labels(spec.durable, "dead_letter").inc()
+        if spec.dead_letter_subject:
+            headers = inject_trace_context(
+                {
+                    "Murmur-Original-Subject": msg.subject,
+                    "Murmur-Dead-Letter-Reason": reason[:200],
+                    "Murmur-Consumer": spec.durable,
+                }
+            )
+            await self._js.publish(spec.dead_letter_subject, msg.data, headers=headers)
+        await msg.term()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._subscription is not None:
+            # A pull answered after its fetch was cancelled would sit unread
+            # and hold up the connection's drain.
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
