@@ -18,7 +18,7 @@ import pytest
 from murmur_devstack import DevKeys, Stack
 
 INFRA_SERVICES = ("nats", "redis")
-STACK_SERVICES = ("timeline", "cache", "gateway")
+STACK_SERVICES = ("timeline", "cache", "pipeline", "gateway")
 POSTGRES_ADMIN_URL = os.environ.get(
     "MURMUR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

@@ -12,13 +12,16 @@ import pytest
 
 from murmur_devstack import Stack
 
-from .support import Clients, clients
+from .support import Clients, clients, running
 
 
 @pytest.fixture(scope="module")
 async def cache_stack(run_dir: Path, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    """NATS, Redis, timeline and cache; a module may set ``CACHE_ENV`` (cache
+    settings for this stack)."""
     name = f"{request.module.__name__.rpartition('.')[2]}-{secrets.token_hex(3)}"
-    async with Stack(run_dir / name, services=("cache",)) as stack:
+    env = {"cache": dict(getattr(request.module, "CACHE_ENV", {}))}
+    async with running(Stack(run_dir / name, services=("cache",), env=env)) as stack:
         yield stack
 
 

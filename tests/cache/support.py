@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,8 +24,11 @@ from murmur.cache.v1 import cache_service_pb2_grpc as cache_grpc
 from murmur.timeline.v1 import resources_pb2 as res
 from murmur.timeline.v1 import timeline_service_pb2 as tl
 from murmur.timeline.v1 import timeline_service_pb2_grpc as tl_grpc
+from murmur_cache.settings import CacheSettings
+from murmur_core import nats as murmur_nats
 from murmur_core.ids import new_uuid7
-from murmur_devstack import SERVICES, Stack
+from murmur_core.subjects import EVENTS_STREAM
+from murmur_devstack import SERVICES, ManagedProcess, ProcessStartError, Stack
 
 if TYPE_CHECKING:
     # The async stubs exist for type checkers only; at run time the stub
@@ -67,9 +70,10 @@ async def timeline_client(addr: str) -> AsyncIterator[TimelineStub]:
 
 @asynccontextmanager
 async def clients(stack: Stack) -> AsyncIterator[Clients]:
-    async with timeline_client(stack.timeline_addr) as timeline, cache_client(
-        stack.url("cache")
-    ) as cache_stub:
+    async with (
+        timeline_client(stack.timeline_addr) as timeline,
+        cache_client(stack.url("cache")) as cache_stub,
+    ):
         yield Clients(timeline, cache_stub)
 
 
@@ -151,6 +155,20 @@ async def user_page(
     return await stub.GetFeedPage(request, timeout=10)
 
 
+async def cached_home(stub: CacheStub, owner: str) -> cache.GetFeedPageResponse:
+    """Read a home feed until a read is served from the cache: a rebuild's fill
+    is refused while post.created events of its posts are still arriving."""
+    page = await home_page(stub, owner)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while page.source == cache.SOURCE_TIMELINE:
+        if loop.time() > deadline:
+            raise AssertionError(f"the home feed of {owner} is never stored")
+        await asyncio.sleep(0.05)
+        page = await home_page(stub, owner)
+    return page
+
+
 def ids(page: cache.GetFeedPageResponse | cache.GetPostsResponse) -> list[str]:
     return [p.id for p in page.posts]
 
@@ -209,19 +227,25 @@ async def redis_client(url: str) -> AsyncIterator[Redis]:
         await client.aclose()
 
 
+def _raw(value: object) -> bytes:
+    # The client is made without decode_responses: every reply is bytes.
+    assert isinstance(value, bytes), value
+    return value
+
+
 async def redis_contents(url: str) -> dict[bytes, list[bytes]]:
     """Every key with every byte string stored under it, whatever its type."""
     contents: dict[bytes, list[bytes]] = {}
     async with redis_client(url) as client:
         async for key in client.scan_iter(count=1000):
-            kind = (await client.type(key)).decode()
-            parts: list[bytes]
+            kind = _raw(await client.type(key)).decode()
+            parts: list[object]
             if kind == "string":
                 value = await client.get(key)
                 parts = [] if value is None else [value]
             elif kind == "zset":
                 pairs = await client.zrange(key, 0, -1, withscores=True)
-                parts = [m for m, _ in pairs] + [repr(s).encode() for _, s in pairs]
+                parts = [*(p[0] for p in pairs), *(repr(p[1]).encode() for p in pairs)]
             elif kind == "hash":
                 fields = await client.hgetall(key)
                 parts = [*fields.keys(), *fields.values()]
@@ -233,7 +257,7 @@ async def redis_contents(url: str) -> dict[bytes, list[bytes]]:
                 continue
             else:
                 raise AssertionError(f"unexpected Redis type {kind} under {key!r}")
-            contents[key] = parts
+            contents[_raw(key)] = [_raw(p) for p in parts]
     return contents
 
 
@@ -241,7 +265,7 @@ async def entry_version(url: str, post_id: str) -> int | None:
     """The key version a post entry in Redis was sealed with (first two bytes)."""
     async with redis_client(url) as client:
         value = await client.get(f"mm:p:{post_id}")
-    return None if value is None else int.from_bytes(value[:2], "big")
+    return None if value is None else int.from_bytes(_raw(value)[:2], "big")
 
 
 # Waiting.
@@ -258,6 +282,35 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
+async def events_settled(stack: Stack) -> None:
+    """Wait until the caches' event consumer has applied all the stream holds."""
+    nc = await murmur_nats.connect(stack.nats_url, name="cache-tests")
+    try:
+        js = nc.jetstream()
+        durable = CacheSettings().invalidation_consumer
+
+        async def caught_up() -> bool:
+            stream = await js.stream_info(EVENTS_STREAM)
+            consumer = await js.consumer_info(EVENTS_STREAM, durable)
+            return bool(
+                consumer.num_pending == 0
+                and consumer.num_ack_pending == 0
+                and consumer.delivered.stream_seq >= stream.state.last_seq
+            )
+
+        await eventually(caught_up, what="the cache's event consumer caught up")
+    finally:
+        await nc.close()
+
+
+async def settled_home(stack: Stack, stub: CacheStub, owner: str) -> cache.GetFeedPageResponse:
+    """A stored home feed no event is still on its way to (one that arrived
+    while waiting may have dropped or marked it, so it is read again)."""
+    await cached_home(stub, owner)
+    await events_settled(stack)
+    return await cached_home(stub, owner)
+
+
 # Cache instances beside a stack's own.
 
 CACHE_SPEC = SERVICES["cache"]
@@ -265,7 +318,7 @@ CACHE_SPEC = SERVICES["cache"]
 
 def extra_cache(
     base: Stack, run_dir: Path, *, env: Mapping[str, str] | None = None
-) -> Stack:
+) -> AbstractAsyncContextManager[Stack]:
     """One more cache process on its own ports, wired to ``base``'s NATS, Redis
     and timeline, with ``base``'s sealing keys unless ``env`` says otherwise.
 
@@ -276,6 +329,46 @@ def extra_cache(
     spec = dataclasses.replace(
         CACHE_SPEC, depends_on=(), env=lambda _own: CACHE_SPEC.env(base.wiring)
     )
-    return Stack(
-        run_dir, services=("cache",), registry={"cache": spec}, env={"cache": dict(env or {})}
+    return running(
+        Stack(
+            run_dir, services=("cache",), registry={"cache": spec}, env={"cache": dict(env or {})}
+        )
     )
+
+
+# Starting processes from a process that speaks gRPC. The stack forks its
+# children with a preexec_fn (for PR_SET_PDEATHSIG), so gRPC's fork handlers
+# run in the child; with gRPC work in flight in this process they can kill the
+# child (SIGSEGV or SIGABRT) before it execs. Such a start is retried; a child
+# that got as far as running fails as before.
+START_ATTEMPTS = 3
+
+
+def _died_before_exec(process: ManagedProcess) -> bool:
+    code = process.returncode
+    return code is not None and code < 0
+
+
+async def start_process(process: ManagedProcess) -> None:
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            await process.start()
+            return
+        except ProcessStartError:
+            if attempt == START_ATTEMPTS or not _died_before_exec(process):
+                raise
+
+
+@asynccontextmanager
+async def running(stack: Stack) -> AsyncIterator[Stack]:
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            await stack.start()
+            break
+        except ProcessStartError as exc:
+            if attempt == START_ATTEMPTS or not _died_before_exec(stack.process(exc.name)):
+                raise
+    try:
+        yield stack
+    finally:
+        await stack.stop()

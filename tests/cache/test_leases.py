@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from murmur.cache.v1 import cache_service_pb2 as cache
 from murmur.timeline.v1 import resources_pb2 as res
+from murmur_devstack import Stack
 
 from .support import (
     Clients,
+    cached_home,
     create_users,
     fake_post,
     home,
     home_page,
     ids,
     publish_many,
+    settled_home,
     unique,
     user_feed,
 )
@@ -48,12 +51,13 @@ async def test_second_lease_is_empty_while_the_first_is_held(api: Clients) -> No
     assert third.lease and third.lease != first.lease
 
 
-async def test_fill_after_an_invalidation_is_refused(api: Clients) -> None:
+async def test_fill_after_an_invalidation_is_refused(api: Clients, cache_stack: Stack) -> None:
     owner = unique("lease-inval")
     c, t = api.cache, api.timeline
     await create_users(t, owner)
     posts = await publish_many(t, owner, 2)
-    assert ids(await home_page(c, owner)) == [p.id for p in posts]
+    # Settled: no post.created still to move the version under the control fill.
+    assert ids(await settled_home(cache_stack, c, owner)) == [p.id for p in posts]
 
     lease = await c.AcquireFeedLease(cache.AcquireFeedLeaseRequest(feed=home(owner)))
     assert lease.lease
@@ -79,7 +83,7 @@ async def test_fill_after_an_append_is_refused_and_the_feed_kept(api: Clients) -
     c, t = api.cache, api.timeline
     await create_users(t, owner)
     posts = await publish_many(t, owner, 3)
-    assert ids(await home_page(c, owner)) == [p.id for p in posts]
+    assert ids(await cached_home(c, owner)) == [p.id for p in posts]
 
     lease = await c.AcquireFeedLease(cache.AcquireFeedLeaseRequest(feed=home(owner)))
     assert lease.lease

@@ -191,6 +191,25 @@ CACHE = ServiceSpec(
     env_prefix="CACHE_",
 )
 
+PIPELINE = ServiceSpec(
+    name="pipeline",
+    command=python_service("murmur_timeline.pipeline"),
+    ports={"PIPELINE_GRPC_PORT": 50053, "PIPELINE_METRICS_PORT": 9466},
+    env=lambda w: {
+        "PIPELINE_GRPC_HOST": w.host,
+        "PIPELINE_DATABASE_URL": w.database_url,
+        "PIPELINE_NATS_URL": w.nats_url,
+        "PIPELINE_CACHE_ADDR": w.addr("CACHE_GRPC_PORT"),
+    },
+    probe=lambda w: GrpcHealthServing(w.addr("PIPELINE_GRPC_PORT")),
+    urls=lambda w: {
+        "pipeline_health": w.addr("PIPELINE_GRPC_PORT"),
+        "pipeline_metrics": f"http://{w.addr('PIPELINE_METRICS_PORT')}/metrics",
+    },
+    depends_on=("timeline", "cache"),
+    env_prefix="PIPELINE_",
+)
+
 GATEWAY = ServiceSpec(
     name="gateway",
     command=python_service("murmur_gateway"),
@@ -209,7 +228,9 @@ GATEWAY = ServiceSpec(
 )
 
 # Declaration order is the default start order among independent services.
-SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (NATS, REDIS, TIMELINE, CACHE, GATEWAY)}
+SERVICES: dict[str, ServiceSpec] = {
+    s.name: s for s in (NATS, REDIS, TIMELINE, CACHE, PIPELINE, GATEWAY)
+}
 
 
 def resolve(names: Sequence[str] | None, registry: Mapping[str, ServiceSpec]) -> list[ServiceSpec]:

@@ -132,11 +132,28 @@ class Entries:
         refused: list[str] = []
         if stored is not None and not all(stored):
             # Entries are never overwritten; tell deleted posts from ones already there.
-            retry = [(p.id, n) for p, n, ok in zip(posts, names, stored, strict=True) if not ok]
+            retry = [
+                (p.id, n, s)
+                for p, n, s, ok in zip(posts, names, sealed, stored, strict=True)
+                if not ok
+            ]
             current: list[bytes | None] = await self._redis.run(
-                self._store.get_entries([n for _, n in retry]), default=[]
+                self._store.get_entries([n for _, n, _ in retry]), default=[]
             )
-            refused = [i for (i, _), v in zip(retry, current, strict=False) if v == TOMBSTONE]
+            refused = [i for (i, _, _), v in zip(retry, current, strict=False) if v == TOMBSTONE]
+            # Except ones no key in the ring opens (sealed with a retired key):
+            # kept, they would be misses until they expire.
+            there = [
+                (n, v, s)
+                for (_, n, s), v in zip(retry, current, strict=False)
+                if v is not None and v != TOMBSTONE
+            ]
+            opened = self._ring.open_many([(v, n.encode()) for n, v, _ in there])
+            unreadable = [
+                (n, v, s, ttl_ms) for (n, v, s), o in zip(there, opened, strict=True) if o is None
+            ]
+            if unreadable:
+                await self._redis.run(self._store.replace_entries(unreadable), default=None)
         for name, post, plain in zip(names, posts, plains, strict=True):
             if post.id not in refused:
                 self._remember(name, post, len(plain))

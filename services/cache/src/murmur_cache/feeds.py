@@ -12,6 +12,7 @@ invalidation or append.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import random
@@ -164,14 +165,14 @@ class Feeds:
         if now < window.fresh_until_ms:
             if self._refresh_early(window, now):
                 EARLY_REFRESHES.labels(label).inc()
-                self._refresh_in_background(key, viewer_id)
+                self._refresh_in_background(key, viewer_id, window.fresh_until_ms)
             return window, False, False
         if now < window.fresh_until_ms + policy.stale_while_revalidate_seconds * 1000:
             STALE_SERVED.labels(label, "revalidate").inc()
-            self._refresh_in_background(key, viewer_id)
+            self._refresh_in_background(key, viewer_id, window.fresh_until_ms)
             return window, True, False
         try:
-            return await self.rebuild(key, viewer_id), False, True
+            return await self.rebuild(key, viewer_id, window.fresh_until_ms), False, True
         except SourceUnavailable:
             if now < window.fresh_until_ms + policy.stale_if_error_seconds * 1000:
                 STALE_SERVED.labels(label, "error").inc()
@@ -188,13 +189,13 @@ class Feeds:
         gap = -window.rebuild_ms * beta * math.log(1.0 - random.random())  # noqa: S311
         return now + gap >= window.fresh_until_ms
 
-    def _refresh_in_background(self, key: FeedKey, viewer_id: str) -> None:
+    def _refresh_in_background(self, key: FeedKey, viewer_id: str, replacing_ms: int) -> None:
         if self._rebuilds.in_flight(self._names.feed(key)):
             return
 
         async def refresh() -> None:
             try:
-                await self.rebuild(key, viewer_id)
+                await self.rebuild(key, viewer_id, replacing_ms)
             except Exception as exc:  # a failed refresh leaves the stale copy in place
                 log.warning("background refresh failed", extra={"error": type(exc).__name__})
 
@@ -223,23 +224,37 @@ class Feeds:
 
     # Rebuilding
 
-    async def rebuild(self, key: FeedKey, viewer_id: str) -> FeedWindow:
+    async def rebuild(self, key: FeedKey, viewer_id: str, replacing_ms: int = 0) -> FeedWindow:
+        """Rebuild from the source; ``replacing_ms`` is the freshness of the copy
+        the caller wants replaced (0 for a miss): a copy filled meanwhile that is
+        fresher than both it and now is taken instead."""
         name = self._names.feed(key)
-        return await self._rebuilds.run(name, lambda: self._rebuild_once(key, viewer_id, name))
+        return await self._rebuilds.run(
+            name, lambda: self._rebuild_once(key, viewer_id, name, replacing_ms)
+        )
 
-    async def _rebuild_once(self, key: FeedKey, viewer_id: str, name: str) -> FeedWindow:
+    async def _rebuild_once(
+        self, key: FeedKey, viewer_id: str, name: str, replacing_ms: int
+    ) -> FeedWindow:
         settings = self._settings
         label = key.data_class.value
         token = secrets.token_hex(12)
         lease = await self._guard.run(
-            self._store.acquire_lease(
+            self._store.acquire_lease_for_rebuild(
                 self._names.feed_lease(name),
                 self._names.feed_version(name),
+                self._names.feed_meta(name),
                 token,
                 int(settings.lease_ttl_seconds * 1000),
+                max(self._clock(), replacing_ms),
             ),
             default=None,
         )
+        if lease is not None and lease.filled:
+            # Filled (by another instance) since this caller's miss.
+            filled = await self._read_fresh(name)
+            if filled is not None:
+                return filled
         if lease is not None and lease.token is None:
             LEASE_WAITS.labels(label).inc()
             filled = await self._wait_for_fill(name)
@@ -248,7 +263,15 @@ class Feeds:
             # The filler is slow or gone: answer from the source without filling.
         started = time.perf_counter()
         REBUILDS.labels(label).inc()
-        page = await self._fetch(key, viewer_id)
+        try:
+            page = await self._fetch(key, viewer_id)
+        except BaseException:
+            if lease is not None and lease.token is not None:
+                # Others wait on this lease: free it now rather than at its expiry.
+                await self._guard.run(
+                    self._store.release_lease(self._names.feed_lease(name), token), default=None
+                )
+            raise
         rebuild_ms = max(1, int((time.perf_counter() - started) * 1000))
         await self._entries.put(page.posts)
         policy = self.policy(key)
@@ -261,8 +284,9 @@ class Feeds:
             rebuild_ms=rebuild_ms,
         )
         if lease is not None and lease.token is not None:
-            accepted = await self._store_window(key, token, window)
-            FILLS.labels(label, "stored" if accepted else "refused").inc()
+            stored = await self._store_window(key, token, window)
+            FILLS.labels(label, "stored" if stored else "refused").inc()
+            window = stored or window
         return window
 
     async def fill(
@@ -277,12 +301,15 @@ class Feeds:
             + int(jittered(self.policy(key).ttl_seconds, self._settings.ttl_jitter) * 1000),
             rebuild_ms=1,
         )
-        return await self._store_window(key, token, window)
+        return await self._store_window(key, token, window) is not None
 
-    async def _store_window(self, key: FeedKey, token: str, window: FeedWindow) -> bool:
+    async def _store_window(
+        self, key: FeedKey, token: str, window: FeedWindow
+    ) -> FeedWindow | None:
+        """The window as stored (with the feed's new version); None if refused."""
         name = self._names.feed(key)
         policy = self.policy(key)
-        accepted = await self._guard.run(
+        version = await self._guard.run(
             self._store.fill_feed(
                 (
                     name,
@@ -300,11 +327,13 @@ class Feeds:
                 ),
                 rebuild_ms=window.rebuild_ms,
             ),
-            default=False,
+            default=None,
         )
-        if accepted:
-            self._keep_in_l1(name, window)
-        return bool(accepted)
+        if version is None:
+            return None
+        stored = dataclasses.replace(window, version=version)
+        self._keep_in_l1(name, stored)
+        return stored
 
     async def _fetch(self, key: FeedKey, viewer_id: str) -> SourcePage:
         size = self._settings.rebuild_size
@@ -321,17 +350,24 @@ class Feeds:
         deadline = time.monotonic() + settings.lease_wait_seconds
         while time.monotonic() < deadline:
             await asyncio.sleep(settings.lease_poll_seconds)
-            found = await self._guard.run(
-                self._store.read_feed(
-                    name, self._names.feed_meta(name), before=None, count=settings.l1_feed_window
-                ),
-                default=None,
-            )
-            if found is not None and found.meta.fresh_until_ms > self._clock():
-                window = FeedWindow.of(found)
-                self._keep_in_l1(name, window)
+            window = await self._read_fresh(name)
+            if window is not None:
                 return window
         return None
+
+    async def _read_fresh(self, name: str) -> FeedWindow | None:
+        """The feed from Redis if a fresh copy is there (kept in L1 too)."""
+        found = await self._guard.run(
+            self._store.read_feed(
+                name, self._names.feed_meta(name), before=None, count=self._settings.l1_feed_window
+            ),
+            default=None,
+        )
+        if found is None or found.meta.fresh_until_ms <= self._clock():
+            return None
+        window = FeedWindow.of(found)
+        self._keep_in_l1(name, window)
+        return window
 
     # Changing
 

@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
@@ -24,6 +25,7 @@ from murmur_core.subjects import CACHE_INVALIDATE, EVENTS_PREFIX, EVENTS_STREAM
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
+FLUSH_TIMEOUT_SECONDS = 1
 
 
 class Invalidator:
@@ -33,6 +35,7 @@ class Invalidator:
         self._durable = durable
         self._batch = batch
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: JetStreamContext.PullSubscription | None = None
 
     async def start(self) -> None:
         async def on_broadcast(msg: Msg) -> None:
@@ -47,6 +50,14 @@ class Invalidator:
 
     async def publish(self, invalidation: Invalidation) -> None:
         await self._nc.publish(CACHE_INVALIDATE, invalidation.encode())
+        if self._nc.is_connected:
+            # Handed to the server (which then passes it on to every instance)
+            # before the caller hears the invalidation is done; not flushed,
+            # it would wait in this process's buffer while other instances
+            # still serve what was invalidated. While NATS is away every L1
+            # is flushed and closed anyway.
+            with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=FLUSH_TIMEOUT_SECONDS)
 
     async def _consume(self) -> None:
         js = self._nc.jetstream()
@@ -64,6 +75,7 @@ class Invalidator:
                         max_deliver=10,
                     ),
                 )
+                self._subscription = subscription
             except NotFoundError:
                 # The timeline service owns the stream; wait until it made it.
                 await asyncio.sleep(1.0)
@@ -116,3 +128,9 @@ class Invalidator:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._subscription is not None:
+            # A pull answered after the fetch was cancelled (a message, or the
+            # request's timeout status) would sit in the inbox unread, and the
+            # connection's drain would wait for it until it is killed.
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()

@@ -28,14 +28,18 @@ REDIS_SECONDS = Histogram(
 )
 
 # KEYS: feed, meta, version, lease. ARGV: lease token, expected version,
-# fresh-until ms, retention ms, rebuild ms, complete flag, ids...
+# fresh-until ms, retention ms, rebuild ms, complete flag, version ttl ms, ids...
+# A stored fill moves the version (its content may differ from the last copy's)
+# and returns it.
 _FILL = """
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[4])
 if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then return -1 end
+local v = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
 redis.call('DEL', KEYS[1], KEYS[2])
 local members = {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   members[#members + 1] = 0
   members[#members + 1] = ARGV[i]
 end
@@ -44,9 +48,29 @@ if ARGV[6] == '1' then
   members[#members + 1] = ''
 end
 if #members > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
-redis.call('HSET', KEYS[2], 'v', ARGV[2], 'f', ARGV[3], 'd', ARGV[5])
+redis.call('HSET', KEYS[2], 'v', v, 'f', ARGV[3], 'd', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return v
+"""
+
+# KEYS: lease, version, meta. ARGV: token, lease ttl ms, fresh-until ms of the
+# copy to replace (at least now). A rebuild's lease, unless a fresher copy was
+# filled since the caller read (a lease released by that fill would otherwise
+# let the caller rebuild it again). Returns {acquired, version, filled}.
+_ACQUIRE_FOR_REBUILD = """
+local version = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(redis.call('HGET', KEYS[3], 'f') or '0') > tonumber(ARGV[3]) then
+  return {0, version, 1}
+end
+local acquired = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+return {acquired and 1 or 0, version, 0}
+"""
+
+# KEYS: entry. ARGV: the value expected there, its replacement, ttl ms.
+_REPLACE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
@@ -74,15 +98,25 @@ redis.call('HSET', KEYS[2], 'v', v)
 return 1
 """
 
-# KEYS: feed, meta, version. ARGV: version ttl ms, hard flag. Hard drops the
-# copy; soft keeps it as stale (served while one caller rebuilds).
+# KEYS: feed, meta, version. ARGV: version ttl ms, hard flag, now ms. Hard
+# drops the copy; soft makes it stale from now on, so it is served within its
+# stale-while-revalidate window while one caller rebuilds it.
 _INVALIDATE = """
 local v = redis.call('INCR', KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
 if ARGV[2] == '1' then return redis.call('DEL', KEYS[1], KEYS[2]) end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], 'f', 0, 'v', v)
+if tonumber(redis.call('HGET', KEYS[2], 'f') or '0') > tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[2], 'f', ARGV[3])
+end
+redis.call('HSET', KEYS[2], 'v', v)
 return 1
+"""
+
+# KEYS: lease. ARGV: token. Frees the lease only if it is still the caller's.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -105,6 +139,8 @@ class FeedSlice:
 class Lease:
     token: str | None
     version: int
+    # No lease was taken because a fresh copy is there now.
+    filled: bool = False
 
 
 @contextmanager
@@ -128,6 +164,9 @@ class RedisStore:
         self._append = redis.register_script(_APPEND)
         self._remove = redis.register_script(_REMOVE)
         self._invalidate = redis.register_script(_INVALIDATE)
+        self._release = redis.register_script(_RELEASE)
+        self._acquire_for_rebuild = redis.register_script(_ACQUIRE_FOR_REBUILD)
+        self._replace = redis.register_script(_REPLACE)
 
     async def ping(self) -> None:
         with timed("ping"):
@@ -166,6 +205,27 @@ class RedisStore:
                 acquired, version = await pipe.execute()
         return Lease(token if acquired else None, _int(version))
 
+    async def acquire_lease_for_rebuild(
+        self,
+        lease_name: str,
+        version_name: str,
+        meta_name: str,
+        token: str,
+        ttl_ms: int,
+        fresher_than_ms: int,
+    ) -> Lease:
+        """The lease, unless a copy fresh beyond ``fresher_than_ms`` is there
+        (``filled``)."""
+        with timed("acquire_lease"):
+            acquired, version, filled = await self._acquire_for_rebuild(
+                keys=[lease_name, version_name, meta_name], args=[token, ttl_ms, fresher_than_ms]
+            )
+        return Lease(token if acquired else None, int(version), bool(filled))
+
+    async def release_lease(self, lease_name: str, token: str) -> None:
+        with timed("release_lease"):
+            await self._release(keys=[lease_name], args=[token])
+
     async def fill_feed(
         self,
         names: tuple[str, str, str, str],
@@ -177,9 +237,10 @@ class RedisStore:
         fresh_until_ms: int,
         retention_ms: int,
         rebuild_ms: int,
-    ) -> bool:
+    ) -> int | None:
         """Store a rebuilt feed if ``token`` still holds its lease and nothing
-        changed the feed since ``version`` was read; False when refused."""
+        changed the feed since ``version`` was read; returns the feed's new
+        version, or None when refused."""
         with timed("fill_feed"):
             result = await self._fill(
                 keys=list(names),
@@ -190,10 +251,11 @@ class RedisStore:
                     retention_ms,
                     rebuild_ms,
                     1 if complete else 0,
+                    self._version_ttl_ms,
                     *ids,
                 ],
             )
-        return int(result) == 1
+        return int(result) if int(result) > 0 else None
 
     async def append_to_feeds(
         self, feeds: Sequence[tuple[str, str, str]], post_ids: Sequence[str], cap: int
@@ -224,7 +286,9 @@ class RedisStore:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for feed in feeds:
                     await self._invalidate(
-                        keys=list(feed), args=[self._version_ttl_ms, 1 if hard else 0], client=pipe
+                        keys=list(feed),
+                        args=[self._version_ttl_ms, 1 if hard else 0, int(time.time() * 1000)],
+                        client=pipe,
                     )
                 results = await pipe.execute()
         return sum(1 for r in results if int(r) > 0)
@@ -248,6 +312,17 @@ class RedisStore:
                     pipe.set(name, value, nx=True, px=ttl_ms)
                 results = await pipe.execute()
         return [bool(r) for r in results]
+
+    async def replace_entries(self, items: Sequence[tuple[str, bytes, bytes, int]]) -> None:
+        """Replace each (name, expected value, new value, ttl ms) if the expected
+        value is still there: a tombstone written meanwhile is kept."""
+        if not items:
+            return
+        with timed("replace_entries"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name, expected, value, ttl_ms in items:
+                    await self._replace(keys=[name], args=[expected, value, ttl_ms], client=pipe)
+                await pipe.execute()
 
     async def tombstone(self, names: Sequence[str], ttl_ms: int) -> None:
         with timed("tombstone"):

@@ -74,6 +74,8 @@ def _post_ids(
 def _post(post: res.Post, max_bytes: int) -> res.Post:
     _post_id(post.id, "post.id")
     _user(post.author_id, "post.author_id")
+    if post.reply_to:
+        _post_id(post.reply_to, "post.reply_to")
     if post.audience not in (res.AUDIENCE_PUBLIC, res.AUDIENCE_FOLLOWERS):
         raise Invalid("post.audience must be PUBLIC or FOLLOWERS")
     if not post.ciphertext or post.ByteSize() > max_bytes:
@@ -215,6 +217,9 @@ class CacheServicer(rpc_grpc.CacheServiceServicer):
     async def Invalidate(
         self, request: rpc.InvalidateRequest, context: Context
     ) -> rpc.InvalidateResponse:
+        maximum = self._settings.max_batch
+        if len(request.feeds) > maximum or len(request.user_ids) > maximum:
+            raise Invalid(f"name at most {maximum} feeds and {maximum} users")
         feeds = [self._feed(f) for f in request.feeds]
         feeds += [
             self._feed(f, full_view=True) for f in request.feeds if f.kind == rpc.FEED_KIND_USER
@@ -255,4 +260,16 @@ class CacheServicer(rpc_grpc.CacheServiceServicer):
             l1_bytes=stats.l1_bytes,
             lease_waits=stats.lease_waits,
             redis_available=stats.redis_available,
+        )
+
+    @handler
+    async def FilterActive(
+        self, request: rpc.FilterActiveRequest, context: Context
+    ) -> rpc.FilterActiveResponse:
+        users = _users(request.user_ids, "user_ids", self._settings.max_batch)
+        if not 0 < request.within_seconds <= self._settings.activity_retention_seconds:
+            raise Invalid("within_seconds must be positive and at most the activity retention")
+        active = await self._engine.activity.active(users, request.within_seconds)
+        return rpc.FilterActiveResponse(
+            user_ids=[u for u, a in zip(users, active, strict=True) if a]
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from murmur_core.settings import ServiceSettings
@@ -87,3 +89,14 @@ class CacheSettings(ServiceSettings):
 
     invalidation_consumer: str = "cache-invalidation"
     invalidation_batch: int = 256
+
+    @field_validator("post", "home_feed", "user_timeline", "relation", mode="before")
+    @classmethod
+    def _keep_unset_policy_fields(cls, value: Any, info: ValidationInfo) -> Any:
+        # CACHE_HOME_FEED__TTL_SECONDS alone must not zero the stale windows:
+        # fields not given keep this class's defaults, not ClassPolicy's.
+        if isinstance(value, dict) and info.field_name is not None:
+            default = cls.model_fields[info.field_name].default
+            if isinstance(default, ClassPolicy):
+                return {**default.model_dump(), **value}
+        return value

@@ -223,3 +223,17 @@ class GetStatsResponse(_message.Message):
     lease_waits: int
     redis_available: bool
     def __init__(self, l1: _Optional[_Union[LayerStats, _Mapping]] = ..., redis: _Optional[_Union[LayerStats, _Mapping]] = ..., rebuilds: _Optional[int] = ..., stale_served: _Optional[int] = ..., l1_entries: _Optional[int] = ..., l1_bytes: _Optional[int] = ..., lease_waits: _Optional[int] = ..., redis_available: _Optional[bool] = ...) -> None: ...
+
+class FilterActiveRequest(_message.Message):
+    __slots__ = ("user_ids", "within_seconds")
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    WITHIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    within_seconds: float
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ..., within_seconds: _Optional[float] = ...) -> None: ...
+
+class FilterActiveResponse(_message.Message):
+    __slots__ = ("user_ids",)
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...

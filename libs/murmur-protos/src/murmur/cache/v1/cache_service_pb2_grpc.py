@@ -84,6 +84,11 @@ class CacheServiceStub:
                 request_serializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.FilterActive = channel.unary_unary(
+                '/murmur.cache.v1.CacheService/FilterActive',
+                request_serializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.FilterActiveRequest.SerializeToString,
+                response_deserializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.FilterActiveResponse.FromString,
+                _registered_method=True)
 
 
 class CacheServiceServicer:
@@ -160,6 +165,14 @@ class CacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FilterActive(self, request, context):
+        """The users among these who read or connected recently (the fan-out
+        pipeline skips the others: their feeds are rebuilt when they return).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -212,6 +225,11 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.GetStatsRequest.FromString,
                     response_serializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'FilterActive': grpc.unary_unary_rpc_method_handler(
+                    servicer.FilterActive,
+                    request_deserializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.FilterActiveRequest.FromString,
+                    response_serializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.FilterActiveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -484,6 +502,33 @@ class CacheService:
             '/murmur.cache.v1.CacheService/GetStats',
             murmur_dot_cache_dot_v1_dot_cache__service__pb2.GetStatsRequest.SerializeToString,
             murmur_dot_cache_dot_v1_dot_cache__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FilterActive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.cache.v1.CacheService/FilterActive',
+            murmur_dot_cache_dot_v1_dot_cache__service__pb2.FilterActiveRequest.SerializeToString,
+            murmur_dot_cache_dot_v1_dot_cache__service__pb2.FilterActiveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,10 @@ class CacheServiceStub:
     WarmSession: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.WarmSessionRequest, _cache_service_pb2.WarmSessionResponse]
     """A user's session started: make sure their first home page is cached."""
     GetStats: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.GetStatsRequest, _cache_service_pb2.GetStatsResponse]
+    FilterActive: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.FilterActiveRequest, _cache_service_pb2.FilterActiveResponse]
+    """The users among these who read or connected recently (the fan-out
+    pipeline skips the others: their feeds are rebuilt when they return).
+    """
 
 @_typing.type_check_only
 class CacheServiceAsyncStub(CacheServiceStub):
@@ -85,6 +89,10 @@ class CacheServiceAsyncStub(CacheServiceStub):
     WarmSession: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.WarmSessionRequest, _cache_service_pb2.WarmSessionResponse]  # type: ignore[assignment]
     """A user's session started: make sure their first home page is cached."""
     GetStats: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.GetStatsRequest, _cache_service_pb2.GetStatsResponse]  # type: ignore[assignment]
+    FilterActive: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.FilterActiveRequest, _cache_service_pb2.FilterActiveResponse]  # type: ignore[assignment]
+    """The users among these who read or connected recently (the fan-out
+    pipeline skips the others: their feeds are rebuilt when they return).
+    """
 
 class CacheServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -169,5 +177,15 @@ class CacheServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cache_service_pb2.GetStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cache_service_pb2.GetStatsResponse, _abc.Awaitable[_cache_service_pb2.GetStatsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def FilterActive(
+        self,
+        request: _cache_service_pb2.FilterActiveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_service_pb2.FilterActiveResponse, _abc.Awaitable[_cache_service_pb2.FilterActiveResponse]]:
+        """The users among these who read or connected recently (the fan-out
+        pipeline skips the others: their feeds are rebuilt when they return).
+        """
 
 def add_CacheServiceServicer_to_server(servicer: CacheServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,154 @@
+"""Assembles the pipeline process: database, NATS streams and consumer, cache
+client, fan-out, cleanup schedules, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+from nats.aio.client import Client as NatsClient
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+from murmur_core import nats as murmur_nats
+from murmur_core import subjects
+from murmur_core.consumer import ConsumerSpec, EventConsumer
+from murmur_core.grpc_server import GrpcServer
+from murmur_core.metrics import start_metrics_listener
+from murmur_timeline.pipeline.cleanup import Scheduler, jobs
+from murmur_timeline.pipeline.fanout import FanOut
+from murmur_timeline.pipeline.settings import PipelineSettings
+from murmur_timeline.pipeline.user_events import UserEvents
+from murmur_timeline.storage import Database, TimelineStore, open_database
+
+if TYPE_CHECKING:
+    from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceAsyncStub as CacheStub
+else:
+    from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceStub as CacheStub
+
+log = logging.getLogger(__name__)
+
+# Health name of this process (it serves no RPCs of its own).
+SERVICE_NAME = "murmur.timeline.v1.Pipeline"
+HEALTH_INTERVAL_SECONDS = 2.0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        db: Database,
+        nc: NatsClient,
+        channel: grpc.aio.Channel,
+        consumer: EventConsumer,
+        scheduler: Scheduler,
+        health: GrpcServer,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.consumer = consumer
+        self.scheduler = scheduler
+        self.health = health
+        self.port = health.port
+        self._nc = nc
+        self._channel = channel
+        self._watch: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, settings: PipelineSettings) -> Pipeline:
+        db = await open_database(settings.database_url, pool_size=settings.database_pool_size)
+        store = TimelineStore(db)
+        await store.migrate()
+        nc = await murmur_nats.connect(settings.nats_url, name="pipeline")
+        js = nc.jetstream()
+        await murmur_nats.ensure_stream(
+            js,
+            name=subjects.USER_STREAM,
+            subjects=[f"{subjects.USER_PREFIX}.>"],
+            max_age_seconds=settings.user_events_retention_seconds,
+        )
+        await murmur_nats.ensure_stream(
+            js,
+            name=subjects.DEAD_LETTER_STREAM,
+            subjects=[f"{subjects.DEAD_LETTER_PREFIX}.>"],
+            max_age_seconds=14 * 86400,
+        )
+        channel = grpc.aio.insecure_channel(
+            settings.cache_addr,
+            interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
+        )
+        fanout = FanOut(settings, store, CacheStub(channel), UserEvents(js))
+        consumer = EventConsumer(
+            nc,
+            ConsumerSpec(
+                stream=subjects.EVENTS_STREAM,
+                subject=f"{subjects.EVENTS_PREFIX}.>",
+                durable=settings.consumer,
+                batch=settings.fetch_batch,
+                wait_seconds=settings.fetch_wait_seconds,
+                max_attempts=settings.max_attempts,
+                ack_wait_seconds=settings.ack_wait_seconds,
+                dead_letter_subject=subjects.dead_letter_subject(settings.consumer),
+            ),
+            fanout.handle,
+        )
+        scheduler = Scheduler(
+            store,
+            jobs(
+                store,
+                expire_every=settings.expire_every_seconds,
+                prune_every=settings.prune_outbox_every_seconds,
+                outbox_keep_seconds=settings.outbox_keep_seconds,
+                batch=settings.cleanup_batch,
+            ),
+        )
+        health = GrpcServer(
+            service_names=[SERVICE_NAME],
+            register=lambda _: None,
+            bind=f"{settings.grpc_host}:{settings.grpc_port}",
+        )
+        if settings.metrics_port:
+            start_metrics_listener(settings.metrics_port)
+        pipeline = cls(settings, db, nc, channel, consumer, scheduler, health)
+        consumer.start()
+        scheduler.start()
+        await health.start()
+        await health.set_serving(True)
+        pipeline._watch = asyncio.create_task(pipeline._watch_health())
+        return pipeline
+
+    async def _watch_health(self) -> None:
+        """Serving while the database answers and NATS is connected."""
+        serving = True
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
+            try:
+                async with asyncio.timeout(HEALTH_INTERVAL_SECONDS):
+                    await self.db.ping()
+                healthy = self._nc.is_connected
+            except Exception:
+                healthy = False
+            if healthy != serving:
+                serving = healthy
+                log.warning("pipeline health changed", extra={"serving": serving})
+                await self.health.set_serving(serving)
+
+    async def stop(self) -> None:
+        await self.health.stop(
+            drain_seconds=self.settings.shutdown_drain_seconds,
+            grace_seconds=self.settings.shutdown_grace_seconds,
+        )
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        # Unacknowledged messages of the batch in hand are redelivered to
+        # another instance: stopping mid-batch loses nothing.
+        await self.consumer.stop()
+        await self.scheduler.stop()
+        with contextlib.suppress(Exception):
+            await self._nc.drain()
+        await self._channel.close()
+        await self.db.close()

@@ -1,0 +1,139 @@
+"""What each domain event does to readers' home feeds (fan-out on write).
+
+Effects are idempotent, so a redelivered event changes nothing twice: adding
+an id already in a feed, removing one already gone, and per-user events
+deduplicated by JetStream on ``<event id>.<user id>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from opentelemetry import context as otel_context
+from prometheus_client import Counter, Histogram
+
+from murmur.cache.v1 import cache_service_pb2 as cache_rpc
+from murmur.events.v1 import events_pb2
+from murmur_core.consumer import Poison
+from murmur_core.nats import extract_trace_context
+from murmur_timeline.pipeline.settings import PipelineSettings
+from murmur_timeline.pipeline.user_events import UserEvents
+from murmur_timeline.storage import NotFound, TimelineStore
+
+if TYPE_CHECKING:
+    from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceAsyncStub as CacheStub
+
+log = logging.getLogger(__name__)
+
+FEED_INSERTS = Counter(
+    "murmur_pipeline_feed_inserts_total", "Post ids appended to readers' cached home feeds."
+)
+FANOUTS = Counter(
+    "murmur_pipeline_fanouts_total",
+    "Posts handled, by mode: push (fanned out) or pull (large author, merged on read).",
+    ["mode"],
+)
+FANOUT_SIZE = Histogram(
+    "murmur_pipeline_fanout_recipients",
+    "Active followers a post was fanned out to.",
+    buckets=(0, 1, 10, 100, 1_000, 10_000, 100_000),
+)
+
+
+class FanOut:
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        store: TimelineStore,
+        cache: CacheStub,
+        user_events: UserEvents,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._cache = cache
+        self._user_events = user_events
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            event = events_pb2.Event.FromString(msg.data)
+        except DecodeError as exc:
+            raise Poison("not an Event message") from exc
+        kind = event.WhichOneof("payload")
+        if kind is None or not event.event_id:
+            raise Poison("an event needs an id and a payload")
+        parent = extract_trace_context(msg.headers)
+        token = otel_context.attach(parent)
+        try:
+            await self.apply(event, parent)
+        finally:
+            otel_context.detach(token)
+
+    async def apply(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
+        kind = event.WhichOneof("payload")
+        if kind == "post_created":
+            await self._post_created(event, parent)
+        elif kind == "post_deleted":
+            await self._post_deleted(event, parent)
+        elif kind in ("follow_created", "follow_deleted"):
+            follow = getattr(event, kind)
+            await self._user_events.publish(event, [follow.follower_id], parent)
+
+    async def _is_large(self, author_id: str) -> bool:
+        try:
+            count = await self._store.follower_count(author_id)
+        except NotFound as exc:
+            raise Poison(f"unknown author {author_id}") from exc
+        return count > self._settings.hybrid_threshold
+
+    async def _active_followers(self, author_id: str) -> AsyncIterator[list[str]]:
+        """Pages of the author's followers who read recently."""
+        after = None
+        page_size = self._settings.fanout_page
+        within = self._settings.active_days * 86400
+        while True:
+            page = await self._store.list_followers(author_id, page_size, after)
+            if not page:
+                return
+            reply = await self._cache.FilterActive(
+                cache_rpc.FilterActiveRequest(user_ids=page, within_seconds=within)
+            )
+            if reply.user_ids:
+                yield list(reply.user_ids)
+            if len(page) < page_size:
+                return
+            after = page[-1]
+
+    async def _post_created(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
+        created = event.post_created
+        author = created.author_id
+        # The author's own feeds get the post from the cache's own event handler.
+        await self._user_events.publish(event, [author], parent)
+        if await self._is_large(author):
+            FANOUTS.labels("pull").inc()
+            return
+        FANOUTS.labels("push").inc()
+        recipients = 0
+        async for readers in self._active_followers(author):
+            reply = await self._cache.AppendToFeeds(
+                cache_rpc.AppendToFeedsRequest(owner_ids=readers, post_id=created.post_id)
+            )
+            FEED_INSERTS.inc(reply.appended)
+            await self._user_events.publish(event, readers, parent)
+            recipients += len(readers)
+        FANOUT_SIZE.observe(recipients)
+
+    async def _post_deleted(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
+        deleted = event.post_deleted
+        author = deleted.author_id
+        await self._user_events.publish(event, [author], parent)
+        if await self._is_large(author):
+            return  # its id was never pushed; the cache's tombstone hides it on read
+        async for readers in self._active_followers(author):
+            await self._cache.RemoveFromFeeds(
+                cache_rpc.RemoveFromFeedsRequest(owner_ids=readers, post_ids=[deleted.post_id])
+            )
+            await self._user_events.publish(event, readers, parent)

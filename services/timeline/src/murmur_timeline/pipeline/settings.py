@@ -1,0 +1,48 @@
+"""Pipeline settings (environment variables prefixed ``PIPELINE_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from murmur_core.settings import ServiceSettings
+
+
+class PipelineSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PIPELINE_", extra="ignore", frozen=True)
+
+    # Health (gRPC) and metrics listeners of this process.
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 50053
+    metrics_port: int = 9466
+    # The timeline's database: followers are read from the source of truth.
+    database_url: str = "sqlite:///var/murmur/timeline.db"
+    database_pool_size: int = 5
+    nats_url: str = "nats://127.0.0.1:4222"
+    cache_addr: str = "127.0.0.1:50052"
+    cache_timeout_seconds: float = 5.0
+
+    consumer: str = "pipeline"
+    fetch_batch: int = Field(default=256, ge=1)
+    fetch_wait_seconds: float = Field(default=0.5, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    # How long a fetched, unacknowledged event waits before another instance
+    # gets it: the latency a crashed instance costs its batch in hand.
+    ack_wait_seconds: float = Field(default=10.0, gt=0)
+
+    # Readers who have not read or connected for this long get no fan-out;
+    # their feed is rebuilt from SQL when they return.
+    active_days: float = Field(default=14.0, gt=0)
+    # Authors with more followers than this are not fanned out: their recent
+    # posts are merged into readers' pages when read (see docs/pipeline.md).
+    hybrid_threshold: int = Field(default=10_000, ge=0)
+    # Followers read from SQL, filtered and appended per round.
+    fanout_page: int = Field(default=5_000, ge=1)
+    # Per-user events are kept this long for notifier resume.
+    user_events_retention_seconds: float = 24 * 3600
+
+    expire_every_seconds: float = Field(default=5.0, gt=0)
+    prune_outbox_every_seconds: float = Field(default=60.0, gt=0)
+    # Sent outbox rows are kept this long (for inspection and late re-publishes).
+    outbox_keep_seconds: float = Field(default=3600.0, ge=0)
+    cleanup_batch: int = Field(default=500, ge=1)
