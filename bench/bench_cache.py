@@ -313,7 +313,8 @@ def make_stream(
 ) -> tuple[list[Op], int]:
     """(ops, index where the measured part starts) for exponent ``s``.
 
-    Warm-up: with ``population_pass``, first every user's home timeline once
+    Warm-up: with ``population_pass``, first every user's home timeline and
+    every author's timeline once
     (in random order: the population has been active before, so the measured
     phase is not a count of first-time readers of a long tail), then
     ``warmup_ops`` of the stream itself. Readers and authors are each
@@ -324,6 +325,9 @@ def make_stream(
     ops: list[Op] = []
     if cfg.population_pass:
         ops += [("home", u) for u in rng.sample(list(readers), len(readers))]
+        # Profiles have been viewed before too: each author's timeline once,
+        # by a random reader.
+        ops += [("user", rng.choice(readers), a) for a in rng.sample(list(authors), len(authors))]
     measured_from = len(ops) + cfg.warmup_ops
     read_share = READS_PER_WRITE / (READS_PER_WRITE + 1)
     for _ in range(cfg.warmup_ops + cfg.measured_ops):
@@ -924,7 +928,10 @@ def report(
     add(f"Murmur feed cache benchmark ({'QUICK' if quick else 'full'}), code {code_version()}")
     add(seeding)
     if cfg.population_pass:
-        add(f"warm-up of every run: one home read per user ({cfg.users} reads), then the stream's")
+        add(
+            "warm-up of every run: one home read per user and one timeline read per author,"
+            " then the stream's"
+        )
     add(
         f"stream per exponent: {cfg.warmup_ops} warm-up + {cfg.measured_ops} measured ops, "
         f"{READS_PER_WRITE} reads per write, {cfg.concurrency} in flight; reads "

@@ -272,3 +272,17 @@ async def test_before_id_pages_like_a_page_token(stub: rpc_grpc.TimelineServiceA
     assert await status_of(both) == INVALID
     bad = stub.GetHomeTimeline(rpc.GetHomeTimelineRequest(viewer_id="alice", before_id="x"))
     assert await status_of(bad) == INVALID
+
+
+async def test_first_home_pages_list_the_viewers_followees(
+    stub: rpc_grpc.TimelineServiceAsyncStub,
+) -> None:
+    await stub.Follow(rpc.FollowRequest(follower_id="bob", followee_id="alice"), timeout=5)
+    first = await stub.GetHomeTimeline(rpc.GetHomeTimelineRequest(viewer_id="bob"), timeout=5)
+    assert list(first.followee_ids) == ["alice"]
+    assert first.followees_complete is True
+    later = await stub.GetHomeTimeline(
+        rpc.GetHomeTimelineRequest(viewer_id="bob", before_id=new_uuid7()), timeout=5
+    )
+    assert list(later.followee_ids) == []
+    assert later.followees_complete is False

@@ -1,6 +1,6 @@
 """Container health probes that ask the service itself, not its port:
 
-    python -m murmur_core.healthcheck grpc 127.0.0.1:50051
+    python -m murmur_core.healthcheck grpc 127.0.0.1:7051
     python -m murmur_core.healthcheck http http://127.0.0.1:8080/readyz
 
 Exit status 0 when the service reports itself healthy, 1 otherwise.

@@ -135,7 +135,7 @@ REDIS = ServiceSpec(
 TIMELINE = ServiceSpec(
     name="timeline",
     command=python_service("murmur_timeline"),
-    ports={"TIMELINE_GRPC_PORT": 50051, "TIMELINE_METRICS_PORT": 9464},
+    ports={"TIMELINE_GRPC_PORT": 7051, "TIMELINE_METRICS_PORT": 9464},
     env=lambda w: {
         "TIMELINE_GRPC_HOST": w.host,
         "TIMELINE_DATABASE_URL": w.database_url,
@@ -174,7 +174,7 @@ def _cache_secrets(w: Wiring) -> dict[str, str]:
 CACHE = ServiceSpec(
     name="cache",
     command=python_service("murmur_cache"),
-    ports={"CACHE_GRPC_PORT": 50052, "CACHE_METRICS_PORT": 9465},
+    ports={"CACHE_GRPC_PORT": 7052, "CACHE_METRICS_PORT": 9465},
     env=lambda w: {
         "CACHE_GRPC_HOST": w.host,
         "CACHE_REDIS_URL": w.redis_url,
@@ -194,7 +194,7 @@ CACHE = ServiceSpec(
 PIPELINE = ServiceSpec(
     name="pipeline",
     command=python_service("murmur_timeline.pipeline"),
-    ports={"PIPELINE_GRPC_PORT": 50053, "PIPELINE_METRICS_PORT": 9466},
+    ports={"PIPELINE_GRPC_PORT": 7053, "PIPELINE_METRICS_PORT": 9466},
     env=lambda w: {
         "PIPELINE_GRPC_HOST": w.host,
         "PIPELINE_DATABASE_URL": w.database_url,

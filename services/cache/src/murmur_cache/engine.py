@@ -40,6 +40,8 @@ from murmur_cache.timeline_source import TimelineSource
 
 log = logging.getLogger(__name__)
 RELATION = DataClass.RELATION.value
+# How long a relation inferred from a missing post is trusted.
+INFERRED_RELATION_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,8 @@ class CacheEngine:
         self.activity = Activity(
             ring, self.names, self.store, self.guard, settings.activity_retention_seconds
         )
+        self.feeds.on_followees = self.learn_followees
+        self._ring = ring
         # Set by the server when NATS is there: tells every instance what to drop.
         self.broadcast: Callable[[Invalidation], Awaitable[None]] | None = None
 
@@ -129,7 +133,7 @@ class CacheEngine:
     ) -> FeedPage:
         full = await self.full_view(viewer_id, author_id)
         if full is None:
-            full = (await self.source.user_page(author_id, viewer_id, 1)).full_view
+            full = await self.feeds.learn_view(author_id, viewer_id)
             await self.learn_relation(viewer_id, author_id, full)
         try:
             return await self.feeds.page(user_view(author_id, full=full), viewer_id, limit, before)
@@ -154,11 +158,49 @@ class CacheEngine:
         LOOKUPS.labels("redis", RELATION, "miss" if known is None else "hit").inc()
         if known is not None and self.l1 is not None:
             self.l1.put(name, known, size=8, ttl=self.settings.relation.ttl_seconds)
+        if known is None:
+            followees = await self._followees(viewer_id)
+            if followees is not None:
+                return author_id in followees
         return known
 
-    async def learn_relation(self, viewer_id: str, author_id: str, full: bool) -> None:
-        name = self.names.relation(viewer_id, author_id)
+    async def learn_followees(self, viewer_id: str, followees: list[str]) -> None:
+        """Everyone the viewer follows (from a home rebuild): all their relations
+        at once, where asking pair by pair would cost a query per author."""
+        name = self.names.followees(viewer_id)
         ttl = self.settings.relation.ttl_seconds
+        sealed = self._ring.seal("\n".join(followees).encode(), bound_to=name.encode())
+        await self.guard.run(self.store.set_value(name, sealed, int(ttl * 1000)), default=None)
+        if self.l1 is not None:
+            self.l1.put(name, frozenset(followees), size=64 + 40 * len(followees), ttl=ttl)
+
+    async def _followees(self, viewer_id: str) -> frozenset[str] | None:
+        name = self.names.followees(viewer_id)
+        if self.l1 is not None:
+            entry = self.l1.get(name)
+            if entry is not None and isinstance(entry.value, frozenset):
+                return entry.value
+        [sealed] = await self.guard.run(self.store.get_entries([name]), default=[None])
+        if sealed is None:
+            return None
+        [plain] = self._ring.open_many([(sealed, name.encode())])
+        if plain is None:
+            return None
+        followees = frozenset(plain.decode().split("\n")) - {""}
+        if self.l1 is not None:
+            self.l1.put(
+                name,
+                followees,
+                size=64 + 40 * len(followees),
+                ttl=self.settings.relation.ttl_seconds,
+            )
+        return followees
+
+    async def learn_relation(
+        self, viewer_id: str, author_id: str, full: bool, *, ttl: float | None = None
+    ) -> None:
+        name = self.names.relation(viewer_id, author_id)
+        ttl = ttl or self.settings.relation.ttl_seconds
         await self.guard.run(self.store.set_relation(name, full, int(ttl * 1000)), default=None)
         if self.l1 is not None:
             self.l1.put(name, full, size=8, ttl=ttl)
@@ -170,17 +212,17 @@ class CacheEngine:
         wanted = list(dict.fromkeys(post_ids))
         found, deleted, _ = await self.entries.get(wanted, viewer_id, rebuild=False)
         visible: dict[str, res.Post] = {}
-        unsure: list[str] = []
+        unsure: dict[str, res.Post] = {}
         for post_id, post in found.items():
-            if (
-                post.audience != res.AUDIENCE_FOLLOWERS
-                or post.author_id == viewer_id
-                or await self.full_view(viewer_id, post.author_id)
-            ):
+            if post.audience != res.AUDIENCE_FOLLOWERS or post.author_id == viewer_id:
                 visible[post_id] = post
-            elif await self.full_view(viewer_id, post.author_id) is None:
-                unsure.append(post_id)
-        ask = [p for p in wanted if p not in found and p not in deleted] + unsure
+                continue
+            sees = await self.full_view(viewer_id, post.author_id)
+            if sees:
+                visible[post_id] = post
+            elif sees is None:
+                unsure[post_id] = post
+        ask = [p for p in wanted if p not in found and p not in deleted] + list(unsure)
         if ask:
             posts = await self.source.posts(ask, viewer_id)
             await self.entries.put(posts)
@@ -188,6 +230,14 @@ class CacheEngine:
                 visible[post.id] = post
                 if post.audience == res.AUDIENCE_FOLLOWERS and post.author_id != viewer_id:
                     await self.learn_relation(viewer_id, post.author_id, True)
+            # A followers-only post we hold that the source would not show this
+            # viewer: they do not follow its author, unless it was deleted a
+            # moment ago, so this guess is kept only briefly.
+            for post_id, post in unsure.items():
+                if post_id not in visible:
+                    await self.learn_relation(
+                        viewer_id, post.author_id, False, ttl=INFERRED_RELATION_SECONDS
+                    )
         return [visible[p] for p in wanted if p in visible], bool(ask)
 
     # Writes from callers
@@ -287,14 +337,16 @@ class CacheEngine:
         elif kind in ("follow_created", "follow_deleted"):
             follow = getattr(event, kind)
             relation = self.names.relation(follow.follower_id, follow.followee_id)
+            followees = self.names.followees(follow.follower_id)
             # Dropped, never set: a redelivered old event must not restore an old truth.
-            await self.guard.run(self.store.delete([relation]), default=0)
+            await self.guard.run(self.store.delete([relation, followees]), default=0)
             if self.l1 is not None:
                 self.l1.delete(relation)
+                self.l1.delete(followees)
             # Unfollow must not leave the followee's followers-only posts on view.
             hard = kind == "follow_deleted"
             names = await self.feeds.invalidate([home(follow.follower_id)], hard=hard)
-            names.append(relation)
+            names += [relation, followees]
             tags = [f"home:{follow.follower_id}"]
         else:
             return

@@ -18,7 +18,7 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from murmur.timeline.v1 import resources_pb2 as res
@@ -96,6 +96,8 @@ class Feeds:
         self._l1 = l1
         self._clock = clock
         self._rebuilds: SingleFlight[FeedWindow] = SingleFlight()
+        # Told the viewer's followees whenever a home rebuild brings them.
+        self.on_followees: Callable[[str, list[str]], Awaitable[None]] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def policy(self, key: FeedKey) -> ClassPolicy:
@@ -265,6 +267,8 @@ class Feeds:
         REBUILDS.labels(label).inc()
         try:
             page = await self._fetch(key, viewer_id)
+            if page.followees is not None and self.on_followees is not None:
+                await self.on_followees(key.owner_id, page.followees)
         except BaseException:
             if lease is not None and lease.token is not None:
                 # Others wait on this lease: free it now rather than at its expiry.
@@ -288,6 +292,52 @@ class Feeds:
             FILLS.labels(label, "stored" if stored else "refused").inc()
             window = stored or window
         return window
+
+    async def learn_view(self, author_id: str, viewer_id: str) -> bool:
+        """Whether the viewer sees the author's followers-only posts, learned
+        from one rebuild-sized read of the source, which also fills that view
+        if it is not cached: one query where a probe and a rebuild were two.
+        The versions are read before the source is, so the fill is refused if
+        the view changed meanwhile, as with a lease taken first."""
+        views = {full: FeedKey(DataClass.USER_TIMELINE, author_id, full) for full in (True, False)}
+        names = {full: self._names.feed(key) for full, key in views.items()}
+        before = await self._guard.run(
+            self._store.versions([self._names.feed_version(names[f]) for f in (True, False)]),
+            default=None,
+        )
+        started = time.perf_counter()
+        REBUILDS.labels(DataClass.USER_TIMELINE.value).inc()
+        page = await self._source.user_page(author_id, viewer_id, self._settings.rebuild_size)
+        if before is None:
+            return page.full_view
+        key, name = views[page.full_view], names[page.full_view]
+        token = secrets.token_hex(12)
+        now = self._clock()
+        lease = await self._guard.run(
+            self._store.acquire_lease_for_rebuild(
+                self._names.feed_lease(name),
+                self._names.feed_version(name),
+                self._names.feed_meta(name),
+                token,
+                int(self._settings.lease_ttl_seconds * 1000),
+                now,
+            ),
+            default=None,
+        )
+        if lease is None or lease.token is None:
+            return page.full_view  # cached already, or someone else is filling it
+        await self._entries.put(page.posts)
+        window = FeedWindow(
+            ids=tuple(p.id for p in page.posts),
+            reached_end=page.complete,
+            version=before[0 if page.full_view else 1],
+            fresh_until_ms=now
+            + int(jittered(self.policy(key).ttl_seconds, self._settings.ttl_jitter) * 1000),
+            rebuild_ms=max(1, int((time.perf_counter() - started) * 1000)),
+        )
+        stored = await self._store_window(key, token, window)
+        FILLS.labels(DataClass.USER_TIMELINE.value, "stored" if stored else "refused").inc()
+        return page.full_view
 
     async def fill(
         self, key: FeedKey, token: str, version: int, ids: Sequence[str], complete: bool

@@ -68,5 +68,8 @@ class KeyNames:
     def relation(self, viewer_id: str, author_id: str) -> str:
         return f"{PREFIX}rel:{self._ring.hashed('relation', f'{viewer_id}>{author_id}')}"
 
+    def followees(self, viewer_id: str) -> str:
+        return f"{PREFIX}fs:{self._ring.hashed('user', viewer_id)}"
+
     def activity_member(self, user_id: str) -> str:
         return self._ring.hashed("user", user_id)

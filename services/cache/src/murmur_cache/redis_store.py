@@ -222,6 +222,11 @@ class RedisStore:
             )
         return Lease(token if acquired else None, int(version), bool(filled))
 
+    async def versions(self, version_names: Sequence[str]) -> list[int]:
+        with timed("versions"):
+            values = cast(list[bytes | None], await self.redis.mget(list(version_names)))
+        return [_int(v) for v in values]
+
     async def release_lease(self, lease_name: str, token: str) -> None:
         with timed("release_lease"):
             await self._release(keys=[lease_name], args=[token])
@@ -323,6 +328,10 @@ class RedisStore:
                 for name, expected, value, ttl_ms in items:
                     await self._replace(keys=[name], args=[expected, value, ttl_ms], client=pipe)
                 await pipe.execute()
+
+    async def set_value(self, name: str, value: bytes, ttl_ms: int) -> None:
+        with timed("set_value"):
+            await self.redis.set(name, value, px=ttl_ms)
 
     async def tombstone(self, names: Sequence[str], ttl_ms: int) -> None:
         with timed("tombstone"):

@@ -35,11 +35,11 @@ class CacheSettings(ServiceSettings):
     )
 
     grpc_host: str = "0.0.0.0"
-    grpc_port: int = 50052
+    grpc_port: int = 7052
     metrics_port: int = 9465
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout_seconds: float = 0.5
-    timeline_addr: str = "127.0.0.1:50051"
+    timeline_addr: str = "127.0.0.1:7051"
     timeline_timeout_seconds: float = 2.0
     # Empty: no event-driven invalidation and no L1 (nothing could keep it true).
     nats_url: str = "nats://127.0.0.1:4222"
@@ -60,8 +60,10 @@ class CacheSettings(ServiceSettings):
     home_feed: ClassPolicy = ClassPolicy(
         ttl_seconds=3600, stale_while_revalidate_seconds=60, stale_if_error_seconds=3600
     )
+    # User timelines are kept true by events (appends, tombstones) like home
+    # feeds, so they may live as long.
     user_timeline: ClassPolicy = ClassPolicy(
-        ttl_seconds=600, stale_while_revalidate_seconds=30, stale_if_error_seconds=3600
+        ttl_seconds=3600, stale_while_revalidate_seconds=60, stale_if_error_seconds=3600
     )
     relation: ClassPolicy = ClassPolicy(ttl_seconds=3600)
     # Activity records (who read recently): for warming and the fan-out pipeline.

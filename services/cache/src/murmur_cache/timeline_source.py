@@ -50,6 +50,8 @@ class SourcePage:
     # Nothing older than these posts exists.
     complete: bool
     full_view: bool
+    # First home pages: everyone the viewer follows (None if not sent in full).
+    followees: list[str] | None = None
 
 
 class TimelineSource:
@@ -65,7 +67,8 @@ class TimelineSource:
     async def home_page(self, viewer_id: str, limit: int) -> SourcePage:
         request = rpc.GetHomeTimelineRequest(viewer_id=viewer_id, limit=limit)
         page = await self._call(self._stub.GetHomeTimeline(request, timeout=self._timeout))
-        return SourcePage(list(page.posts), not page.next_page_token, True)
+        followees = list(page.followee_ids) if page.followees_complete else None
+        return SourcePage(list(page.posts), not page.next_page_token, True, followees)
 
     async def user_page(self, author_id: str, viewer_id: str, limit: int) -> SourcePage:
         request = rpc.GetUserTimelineRequest(author_id=author_id, viewer_id=viewer_id, limit=limit)

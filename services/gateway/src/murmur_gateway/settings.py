@@ -15,7 +15,7 @@ class GatewaySettings(ServiceSettings):
 
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
-    timeline_addr: str = "127.0.0.1:50051"
+    timeline_addr: str = "127.0.0.1:7051"
     grpc_timeout_seconds: float = Field(default=2.0, gt=0)
     # Readiness probes must answer before the prober gives up, so they get a
     # deadline of their own, shorter than a request's.
@@ -23,7 +23,7 @@ class GatewaySettings(ServiceSettings):
     # Comma-separated so keys can rotate: add the new public key, switch the
     # signer, then drop the old key once its tokens have expired.
     # The cache service: hot reads go through it; empty runs without it.
-    cache_addr: str = "127.0.0.1:50052"
+    cache_addr: str = "127.0.0.1:7052"
     # Longer than a rebuild from the timeline can take, shorter than a request's.
     cache_timeout_seconds: float = Field(default=1.5, gt=0)
     # NATS, for the cache's invalidation broadcasts; without it no near cache.

@@ -217,7 +217,14 @@ class TimelineServicer(rpc_grpc.TimelineServiceServicer):
         limit = self._page_size(request.limit)
         before = self._before(request.page_token, request.before_id)
         posts = await self._store.home_timeline(request.viewer_id, limit, before)
-        return self._page(posts, limit)
+        page = self._page(posts, limit)
+        if before is None:
+            cap = self._settings.max_followees_in_page
+            followees = await self._store.followees(request.viewer_id, cap + 1)
+            if len(followees) <= cap:
+                page.followee_ids.extend(followees)
+                page.followees_complete = True
+        return page
 
     @rpc_method
     async def GetUserTimeline(

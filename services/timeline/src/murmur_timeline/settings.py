@@ -11,7 +11,7 @@ class TimelineSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TIMELINE_", extra="ignore", frozen=True)
 
     grpc_host: str = "0.0.0.0"
-    grpc_port: int = 50051
+    grpc_port: int = 7051
     metrics_port: int = 9464
     # sqlite:///relative/or/absolute/path.db or postgresql://user@host:port/db
     database_url: str = "sqlite:///var/murmur/timeline.db"
@@ -29,6 +29,8 @@ class TimelineSettings(ServiceSettings):
     max_page_size: int = 100
     default_page_size: int = 20
     max_batch_size: int = 1000
+    # First home pages list the viewer's followees up to this many (for caches).
+    max_followees_in_page: int = 2000
     # A post id embeds its creation time: ids ahead of our clock would pin a post
     # above all others; ids far behind it come only from long-offline clients.
     post_id_max_ahead_seconds: float = 300.0

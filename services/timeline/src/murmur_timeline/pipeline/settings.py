@@ -13,13 +13,13 @@ class PipelineSettings(ServiceSettings):
 
     # Health (gRPC) and metrics listeners of this process.
     grpc_host: str = "0.0.0.0"
-    grpc_port: int = 50053
+    grpc_port: int = 7053
     metrics_port: int = 9466
     # The timeline's database: followers are read from the source of truth.
     database_url: str = "sqlite:///var/murmur/timeline.db"
     database_pool_size: int = 5
     nats_url: str = "nats://127.0.0.1:4222"
-    cache_addr: str = "127.0.0.1:50052"
+    cache_addr: str = "127.0.0.1:7052"
     cache_timeout_seconds: float = 5.0
 
     consumer: str = "pipeline"

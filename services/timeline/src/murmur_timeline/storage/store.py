@@ -193,6 +193,17 @@ class TimelineStore:
             raise NotFound(f"user {user_id} not found")
         return int(row[0])
 
+    async def followees(self, user_id: str, limit: int) -> list[str]:
+        """Up to ``limit`` users ``user_id`` follows, by id."""
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                "SELECT followee_id FROM follows WHERE follower_id = $1"
+                " ORDER BY followee_id LIMIT $2",
+                user_id,
+                limit,
+            )
+        return [row[0] for row in rows]
+
     async def large_followees(self, user_id: str, threshold: int) -> list[str]:
         """Whom ``user_id`` follows that have more than ``threshold`` followers
         (their posts are merged into feeds at read time, not pushed)."""
