@@ -200,3 +200,35 @@ async def test_expired_posts_vanish_from_sql_and_feeds(world: World) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await world.timeline.GetPost(rpc.GetPostRequest(post_id=post_id, viewer_id=author))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_follow_merges_and_delete_and_unfollow_repair_feeds(world: World) -> None:
+    author, reader = await world.users("repairauthor", "repairreader")
+    posts = [await world.post(author) for _ in range(3)]
+    await world.read_home(reader)  # cached (empty) and active
+    await world.timeline.Follow(rpc.FollowRequest(follower_id=reader, followee_id=author))
+
+    async def shows(expected: set[str]) -> bool:
+        return {p.id for p in (await world.read_home(reader)).posts} == expected
+
+    await eventually(lambda: shows(set(posts)))
+    await world.timeline.DeletePost(rpc.DeletePostRequest(post_id=posts[0], viewer_id=author))
+    await eventually(lambda: shows(set(posts[1:])))
+
+    async def told_of_delete() -> bool:
+        found = await events_for(world.js, reader)
+        return any(e.WhichOneof("payload") == "post_deleted" for e in found)
+
+    # The follower is told of the delete before the unfollow makes them a stranger.
+    await eventually(told_of_delete)
+    await world.timeline.Unfollow(rpc.UnfollowRequest(follower_id=reader, followee_id=author))
+    await eventually(lambda: shows(set()))
+
+    async def told_of_unfollow() -> bool:
+        found = await events_for(world.js, reader)
+        return any(e.WhichOneof("payload") == "follow_deleted" for e in found)
+
+    await eventually(told_of_unfollow)
+    kinds = [e.WhichOneof("payload") for e in await events_for(world.js, reader)]
+    assert kinds.count("follow_created") == 1
+    assert kinds.count("follow_deleted") == 1

@@ -246,11 +246,11 @@ class CacheEngine:
         return await self.entries.put(posts)
 
     async def append_to_feeds(
-        self, owner_ids: Sequence[str], post_id: str, post: res.Post | None
+        self, owner_ids: Sequence[str], post_ids: Sequence[str], post: res.Post | None
     ) -> int:
         if post is not None:
             await self.entries.put([post])
-        return await self.feeds.append([home(o) for o in owner_ids], [post_id])
+        return await self.feeds.append([home(o) for o in owner_ids], post_ids)
 
     async def acquire_lease(self, key: FeedKey) -> Lease | None:
         """The fill lease of a feed, for callers that rebuild it themselves."""

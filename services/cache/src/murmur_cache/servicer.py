@@ -195,13 +195,16 @@ class CacheServicer(rpc_grpc.CacheServiceServicer):
         self, request: rpc.AppendToFeedsRequest, context: Context
     ) -> rpc.AppendToFeedsResponse:
         owners = _users(request.owner_ids, "owner_ids", self._settings.max_batch)
-        post_id = _post_id(request.post_id, "post_id")
+        ids = [request.post_id] if request.post_id or not request.more_post_ids else []
+        ids = _post_ids(
+            [*ids, *request.more_post_ids], "post_id and more_post_ids", self._settings.feed_cap
+        )
         post = None
         if request.HasField("post"):
             post = _post(request.post, self._settings.max_entry_bytes)
-            if post.id != post_id:
+            if post.id != request.post_id:
                 raise Invalid("post.id must equal post_id")
-        appended = await self._engine.append_to_feeds(owners, post_id, post)
+        appended = await self._engine.append_to_feeds(owners, ids, post)
         return rpc.AppendToFeedsResponse(appended=appended)
 
     @handler

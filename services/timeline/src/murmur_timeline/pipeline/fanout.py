@@ -78,8 +78,12 @@ class FanOut:
             await self._post_created(event, parent)
         elif kind == "post_deleted":
             await self._post_deleted(event, parent)
-        elif kind in ("follow_created", "follow_deleted"):
-            follow = getattr(event, kind)
+        elif kind == "follow_created":
+            await self._follow_created(event, parent)
+        elif kind == "follow_deleted":
+            follow = event.follow_deleted
+            # The cache drops the follower's feed on this event: it held the
+            # followee's followers-only posts, and is rebuilt on the next read.
             await self._user_events.publish(event, [follow.follower_id], parent)
 
     async def _is_large(self, author_id: str) -> bool:
@@ -125,6 +129,26 @@ class FanOut:
             await self._user_events.publish(event, readers, parent)
             recipients += len(readers)
         FANOUT_SIZE.observe(recipients)
+
+    async def _follow_created(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
+        """Merge the followee's recent posts into the follower's cached feed
+        (a large followee's are merged when read instead)."""
+        follow = event.follow_created
+        if not await self._is_large(follow.followee_id):
+            try:
+                recent, _ = await self._store.user_timeline(
+                    follow.followee_id, follow.follower_id, self._settings.follow_merge_posts, None
+                )
+            except NotFound as exc:
+                raise Poison(f"unknown followee {follow.followee_id}") from exc
+            if recent:
+                reply = await self._cache.AppendToFeeds(
+                    cache_rpc.AppendToFeedsRequest(
+                        owner_ids=[follow.follower_id], more_post_ids=[p.id for p in recent]
+                    )
+                )
+                FEED_INSERTS.inc(reply.appended * len(recent))
+        await self._user_events.publish(event, [follow.follower_id], parent)
 
     async def _post_deleted(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
         deleted = event.post_deleted

@@ -38,6 +38,8 @@ class PipelineSettings(ServiceSettings):
     hybrid_threshold: int = Field(default=10_000, ge=0)
     # Followers read from SQL, filtered and appended per round.
     fanout_page: int = Field(default=5_000, ge=1)
+    # A new follow merges this many of the followee's recent posts into the feed.
+    follow_merge_posts: int = Field(default=50, ge=0, le=100)
     # Per-user events are kept this long for notifier resume.
     user_events_retention_seconds: float = 24 * 3600
 

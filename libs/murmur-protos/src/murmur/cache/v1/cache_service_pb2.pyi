@@ -135,14 +135,16 @@ class FillFeedResponse(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ...) -> None: ...
 
 class AppendToFeedsRequest(_message.Message):
-    __slots__ = ("owner_ids", "post_id", "post")
+    __slots__ = ("owner_ids", "post_id", "post", "more_post_ids")
     OWNER_IDS_FIELD_NUMBER: _ClassVar[int]
     POST_ID_FIELD_NUMBER: _ClassVar[int]
     POST_FIELD_NUMBER: _ClassVar[int]
+    MORE_POST_IDS_FIELD_NUMBER: _ClassVar[int]
     owner_ids: _containers.RepeatedScalarFieldContainer[str]
     post_id: str
     post: _resources_pb2.Post
-    def __init__(self, owner_ids: _Optional[_Iterable[str]] = ..., post_id: _Optional[str] = ..., post: _Optional[_Union[_resources_pb2.Post, _Mapping]] = ...) -> None: ...
+    more_post_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, owner_ids: _Optional[_Iterable[str]] = ..., post_id: _Optional[str] = ..., post: _Optional[_Union[_resources_pb2.Post, _Mapping]] = ..., more_post_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AppendToFeedsResponse(_message.Message):
     __slots__ = ("appended",)
