@@ -15,7 +15,7 @@ from murmur_gateway.problems import ProblemError
 _bearer = HTTPBearer(auto_error=False, bearerFormat="JWT")
 
 
-def get_verifier(request: Request) -> TokenVerifier:
+async def get_verifier(request: Request) -> TokenVerifier:
     verifier: TokenVerifier = request.app.state.verifier
     return verifier
 

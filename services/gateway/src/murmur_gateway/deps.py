@@ -1,4 +1,7 @@
-"""Per-request access to what the app built at start-up."""
+"""Per-request access to what the app built at start-up.
+
+Every dependency is ``async``: FastAPI runs plain functions in a thread pool,
+and a hop there per dependency cost more than the read itself."""
 
 from __future__ import annotations
 
@@ -14,26 +17,26 @@ from murmur_gateway.reads import Reads
 from murmur_gateway.settings import GatewaySettings
 
 
-def get_settings(request: Request) -> GatewaySettings:
+async def get_settings(request: Request) -> GatewaySettings:
     settings: GatewaySettings = request.app.state.settings
     return settings
 
 
-def get_backend(request: Request) -> Backend:
+async def get_backend(request: Request) -> Backend:
     backend: Backend = request.app.state.backend
     return backend
 
 
-def get_timeline(backend: Annotated[Backend, Depends(get_backend)]) -> TimelineStub:
+async def get_timeline(backend: Annotated[Backend, Depends(get_backend)]) -> TimelineStub:
     return backend.timeline
 
 
-def get_reads(request: Request) -> Reads:
+async def get_reads(request: Request) -> Reads:
     reads: Reads = request.app.state.reads
     return reads
 
 
-def get_cache_sync(request: Request) -> CacheSync:
+async def get_cache_sync(request: Request) -> CacheSync:
     sync: CacheSync = request.app.state.cache_sync
     return sync
 
@@ -55,7 +58,7 @@ def _bad_page(detail: str) -> ProblemError:
     return ProblemError(400, "invalid-parameter", "Invalid parameter", detail)
 
 
-def page_request(
+async def page_request(
     settings: Settings,
     limit: Annotated[
         int | None, Query(description="Page size; the server's default when omitted.")
