@@ -45,6 +45,14 @@ INFERRED_RELATION_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
+class Followees:
+    """A reader's followees, and those of them whose posts are pulled on read."""
+
+    ids: frozenset[str]
+    pull: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     l1_hits: int
     l1_misses: int
@@ -126,7 +134,46 @@ class CacheEngine:
     async def home_page(self, viewer_id: str, limit: int, before: str | None) -> FeedPage:
         if before is None:
             await self.activity.touch(viewer_id)
-        return await self.feeds.page(home(viewer_id), viewer_id, limit, before)
+        page = await self.feeds.page(home(viewer_id), viewer_id, limit, before)
+        if page.beyond_window:
+            return page  # the caller reads SQL, which holds every followee's posts
+        known = await self._followee_info(viewer_id)
+        if known is None or not known.pull:
+            return page
+        return await self._merge_pulled(page, known.pull, viewer_id, limit, before)
+
+    async def _merge_pulled(
+        self,
+        page: FeedPage,
+        authors: Sequence[str],
+        viewer_id: str,
+        limit: int,
+        before: str | None,
+    ) -> FeedPage:
+        """Hybrid fan-out: large authors' posts are not pushed into feeds; each
+        one's recent posts (one cached list per author, shared by all readers)
+        are merged into the reader's page here."""
+        pages = [page]
+        for author in authors:
+            try:
+                pages.append(
+                    await self.feeds.page(user_view(author, full=True), viewer_id, limit, before)
+                )
+            except RelationChanged:
+                continue  # no longer followed: the follow event will catch up
+        merged: dict[str, res.Post] = {}
+        for part in pages:
+            for post in part.posts:
+                merged.setdefault(post.id, post)
+        ordered = sorted(merged.values(), key=lambda p: p.id, reverse=True)
+        return FeedPage(
+            posts=ordered[:limit],
+            has_more=len(ordered) > limit or any(p.has_more for p in pages),
+            source=page.source,
+            stale=any(p.stale for p in pages),
+            beyond_window=False,
+            version=page.version,
+        )
 
     async def user_page(
         self, author_id: str, viewer_id: str, limit: int, before: str | None
@@ -164,21 +211,26 @@ class CacheEngine:
                 return author_id in followees
         return known
 
-    async def learn_followees(self, viewer_id: str, followees: list[str]) -> None:
-        """Everyone the viewer follows (from a home rebuild): all their relations
-        at once, where asking pair by pair would cost a query per author."""
+    async def learn_followees(
+        self, viewer_id: str, followees: list[str], pull_authors: list[str]
+    ) -> None:
+        """Everyone the viewer follows, and whose posts are merged on read (from
+        a home rebuild): all their relations at once, where asking pair by pair
+        would cost a query per author."""
         name = self.names.followees(viewer_id)
         ttl = self.settings.relation.ttl_seconds
-        sealed = self._ring.seal("\n".join(followees).encode(), bound_to=name.encode())
+        body = json.dumps({"f": followees, "p": pull_authors}).encode()
+        sealed = self._ring.seal(body, bound_to=name.encode())
         await self.guard.run(self.store.set_value(name, sealed, int(ttl * 1000)), default=None)
         if self.l1 is not None:
-            self.l1.put(name, frozenset(followees), size=64 + 40 * len(followees), ttl=ttl)
+            known = Followees(frozenset(followees), tuple(pull_authors))
+            self.l1.put(name, known, size=64 + 40 * len(followees), ttl=ttl)
 
-    async def _followees(self, viewer_id: str) -> frozenset[str] | None:
+    async def _followee_info(self, viewer_id: str) -> Followees | None:
         name = self.names.followees(viewer_id)
         if self.l1 is not None:
             entry = self.l1.get(name)
-            if entry is not None and isinstance(entry.value, frozenset):
+            if entry is not None and isinstance(entry.value, Followees):
                 return entry.value
         [sealed] = await self.guard.run(self.store.get_entries([name]), default=[None])
         if sealed is None:
@@ -186,15 +238,17 @@ class CacheEngine:
         [plain] = self._ring.open_many([(sealed, name.encode())])
         if plain is None:
             return None
-        followees = frozenset(plain.decode().split("\n")) - {""}
+        body = json.loads(plain)
+        known = Followees(frozenset(body.get("f", [])), tuple(body.get("p", [])))
         if self.l1 is not None:
             self.l1.put(
-                name,
-                followees,
-                size=64 + 40 * len(followees),
-                ttl=self.settings.relation.ttl_seconds,
+                name, known, size=64 + 40 * len(known.ids), ttl=self.settings.relation.ttl_seconds
             )
-        return followees
+        return known
+
+    async def _followees(self, viewer_id: str) -> frozenset[str] | None:
+        known = await self._followee_info(viewer_id)
+        return known.ids if known is not None else None
 
     async def learn_relation(
         self, viewer_id: str, author_id: str, full: bool, *, ttl: float | None = None

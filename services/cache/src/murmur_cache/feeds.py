@@ -97,7 +97,7 @@ class Feeds:
         self._clock = clock
         self._rebuilds: SingleFlight[FeedWindow] = SingleFlight()
         # Told the viewer's followees whenever a home rebuild brings them.
-        self.on_followees: Callable[[str, list[str]], Awaitable[None]] | None = None
+        self.on_followees: Callable[[str, list[str], list[str]], Awaitable[None]] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def policy(self, key: FeedKey) -> ClassPolicy:
@@ -268,7 +268,7 @@ class Feeds:
         try:
             page = await self._fetch(key, viewer_id)
             if page.followees is not None and self.on_followees is not None:
-                await self.on_followees(key.owner_id, page.followees)
+                await self.on_followees(key.owner_id, page.followees, page.pull_authors or [])
         except BaseException:
             if lease is not None and lease.token is not None:
                 # Others wait on this lease: free it now rather than at its expiry.

@@ -50,8 +50,10 @@ class SourcePage:
     # Nothing older than these posts exists.
     complete: bool
     full_view: bool
-    # First home pages: everyone the viewer follows (None if not sent in full).
+    # First home pages: everyone the viewer follows (None if not sent in full),
+    # and the followees whose posts are merged on read rather than pushed.
     followees: list[str] | None = None
+    pull_authors: list[str] | None = None
 
 
 class TimelineSource:
@@ -68,7 +70,13 @@ class TimelineSource:
         request = rpc.GetHomeTimelineRequest(viewer_id=viewer_id, limit=limit)
         page = await self._call(self._stub.GetHomeTimeline(request, timeout=self._timeout))
         followees = list(page.followee_ids) if page.followees_complete else None
-        return SourcePage(list(page.posts), not page.next_page_token, True, followees)
+        return SourcePage(
+            list(page.posts),
+            not page.next_page_token,
+            True,
+            followees,
+            list(page.pull_author_ids),
+        )
 
     async def user_page(self, author_id: str, viewer_id: str, limit: int) -> SourcePage:
         request = rpc.GetUserTimelineRequest(author_id=author_id, viewer_id=viewer_id, limit=limit)

@@ -224,6 +224,7 @@ class TimelineServicer(rpc_grpc.TimelineServiceServicer):
             if len(followees) <= cap:
                 page.followee_ids.extend(followees)
                 page.followees_complete = True
+            page.pull_author_ids.extend(await self._store.pull_followees(request.viewer_id))
         return page
 
     @rpc_method

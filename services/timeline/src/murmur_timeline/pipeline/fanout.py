@@ -116,7 +116,10 @@ class FanOut:
         author = created.author_id
         # The author's own feeds get the post from the cache's own event handler.
         await self._user_events.publish(event, [author], parent)
-        if await self._is_large(author):
+        large = await self._is_large(author)
+        if await self._store.set_pull_mode(author, large):
+            log.info("author fan-out mode changed", extra={"pull": large})
+        if large:
             FANOUTS.labels("pull").inc()
             return
         FANOUTS.labels("push").inc()

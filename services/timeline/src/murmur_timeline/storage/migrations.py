@@ -73,6 +73,11 @@ MIGRATIONS: list[list[str]] = [
         " (SELECT COUNT(*) FROM follows WHERE follows.followee_id = users.id)",
         "CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL",
     ],
+    [
+        # Set by the fan-out pipeline for authors it no longer pushes (too many
+        # followers): readers' pages merge their posts when read instead.
+        "ALTER TABLE users ADD COLUMN fanout_pull SMALLINT NOT NULL DEFAULT 0",
+    ],
 ]
 
 

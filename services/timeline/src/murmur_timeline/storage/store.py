@@ -204,6 +204,28 @@ class TimelineStore:
             )
         return [row[0] for row in rows]
 
+    async def set_pull_mode(self, author_id: str, pull: bool) -> bool:
+        """Record whether the author's posts are pulled (merged on read) rather
+        than pushed; True if this changed it."""
+        async with self.db.transaction() as conn:
+            changed = await conn.fetchrow(
+                "UPDATE users SET fanout_pull = $1 WHERE id = $2 AND fanout_pull <> $1"
+                " RETURNING id",
+                1 if pull else 0,
+                author_id,
+            )
+        return changed is not None
+
+    async def pull_followees(self, user_id: str) -> list[str]:
+        """Whom ``user_id`` follows whose posts are merged on read."""
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                "SELECT u.id FROM follows f JOIN users u ON u.id = f.followee_id"
+                " WHERE f.follower_id = $1 AND u.fanout_pull = 1 ORDER BY u.id",
+                user_id,
+            )
+        return [row[0] for row in rows]
+
     async def large_followees(self, user_id: str, threshold: int) -> list[str]:
         """Whom ``user_id`` follows that have more than ``threshold`` followers
         (their posts are merged into feeds at read time, not pushed)."""

@@ -181,15 +181,17 @@ class GetUserTimelineRequest(_message.Message):
     def __init__(self, author_id: _Optional[str] = ..., viewer_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., before_id: _Optional[str] = ...) -> None: ...
 
 class TimelinePage(_message.Message):
-    __slots__ = ("posts", "next_page_token", "full_view", "followee_ids", "followees_complete")
+    __slots__ = ("posts", "next_page_token", "full_view", "followee_ids", "followees_complete", "pull_author_ids")
     POSTS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FULL_VIEW_FIELD_NUMBER: _ClassVar[int]
     FOLLOWEE_IDS_FIELD_NUMBER: _ClassVar[int]
     FOLLOWEES_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    PULL_AUTHOR_IDS_FIELD_NUMBER: _ClassVar[int]
     posts: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Post]
     next_page_token: str
     full_view: bool
     followee_ids: _containers.RepeatedScalarFieldContainer[str]
     followees_complete: bool
-    def __init__(self, posts: _Optional[_Iterable[_Union[_resources_pb2.Post, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., full_view: _Optional[bool] = ..., followee_ids: _Optional[_Iterable[str]] = ..., followees_complete: _Optional[bool] = ...) -> None: ...
+    pull_author_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, posts: _Optional[_Iterable[_Union[_resources_pb2.Post, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., full_view: _Optional[bool] = ..., followee_ids: _Optional[_Iterable[str]] = ..., followees_complete: _Optional[bool] = ..., pull_author_ids: _Optional[_Iterable[str]] = ...) -> None: ...
