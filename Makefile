@@ -4,7 +4,7 @@ UV := $(shell ./scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache
+.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout
 
 help:
 	@echo "make up            run the whole stack locally (Ctrl-C stops it)"
@@ -16,6 +16,7 @@ help:
 	@echo "make token USER=alice  mint a development bearer token"
 	@echo "make uuid7         print a new post id (UUIDv7)"
 	@echo "make bench-cache   feed cache benchmark vs plain cache-aside (QUICK=1: under a minute)"
+	@echo "make bench-fanout  fan-out pipeline: inserts/s, post-to-visible, hybrid on/off (QUICK=1)"
 
 install:
 	$(UV) sync --frozen
@@ -52,5 +53,8 @@ uuid7: install
 
 bench-cache: install
 	$(RUN) python bench/bench_cache.py $(if $(filter 1,$(QUICK)),--quick)
+
+bench-fanout: install
+	$(RUN) python bench/bench_fanout.py $(if $(filter 1,$(QUICK)),--quick)
 
 ci: protos-check lint test

@@ -48,7 +48,8 @@ INFERRED_RELATION_SECONDS = 60.0
 class Followees:
     """A reader's followees, and those of them whose posts are pulled on read."""
 
-    ids: frozenset[str]
+    # None when the viewer follows more than the timeline lists at once.
+    ids: frozenset[str] | None
     pull: tuple[str, ...]
 
 
@@ -139,6 +140,8 @@ class CacheEngine:
             return page  # the caller reads SQL, which holds every followee's posts
         known = await self._followee_info(viewer_id)
         if known is None or not known.pull:
+            # Without the list (it expired before the feed did) nothing can be
+            # merged; the feed's next rebuild brings the list back.
             return page
         return await self._merge_pulled(page, known.pull, viewer_id, limit, before)
 
@@ -212,7 +215,7 @@ class CacheEngine:
         return known
 
     async def learn_followees(
-        self, viewer_id: str, followees: list[str], pull_authors: list[str]
+        self, viewer_id: str, followees: list[str] | None, pull_authors: list[str]
     ) -> None:
         """Everyone the viewer follows, and whose posts are merged on read (from
         a home rebuild): all their relations at once, where asking pair by pair
@@ -223,8 +226,9 @@ class CacheEngine:
         sealed = self._ring.seal(body, bound_to=name.encode())
         await self.guard.run(self.store.set_value(name, sealed, int(ttl * 1000)), default=None)
         if self.l1 is not None:
-            known = Followees(frozenset(followees), tuple(pull_authors))
-            self.l1.put(name, known, size=64 + 40 * len(followees), ttl=ttl)
+            ids = frozenset(followees) if followees is not None else None
+            known = Followees(ids, tuple(pull_authors))
+            self.l1.put(name, known, size=64 + 40 * len(followees or ()), ttl=ttl)
 
     async def _followee_info(self, viewer_id: str) -> Followees | None:
         name = self.names.followees(viewer_id)
@@ -239,11 +243,12 @@ class CacheEngine:
         if plain is None:
             return None
         body = json.loads(plain)
-        known = Followees(frozenset(body.get("f", [])), tuple(body.get("p", [])))
+        listed = body.get("f")
+        ids = frozenset(listed) if listed is not None else None
+        known = Followees(ids, tuple(body.get("p", [])))
         if self.l1 is not None:
-            self.l1.put(
-                name, known, size=64 + 40 * len(known.ids), ttl=self.settings.relation.ttl_seconds
-            )
+            ttl = self.settings.relation.ttl_seconds
+            self.l1.put(name, known, size=64 + 40 * len(ids or ()), ttl=ttl)
         return known
 
     async def _followees(self, viewer_id: str) -> frozenset[str] | None:

@@ -97,7 +97,9 @@ class Feeds:
         self._clock = clock
         self._rebuilds: SingleFlight[FeedWindow] = SingleFlight()
         # Told the viewer's followees whenever a home rebuild brings them.
-        self.on_followees: Callable[[str, list[str], list[str]], Awaitable[None]] | None = None
+        self.on_followees: Callable[[str, list[str] | None, list[str]], Awaitable[None]] | None = (
+            None
+        )
         self._background: set[asyncio.Task[None]] = set()
 
     def policy(self, key: FeedKey) -> ClassPolicy:
@@ -167,11 +169,11 @@ class Feeds:
         if now < window.fresh_until_ms:
             if self._refresh_early(window, now):
                 EARLY_REFRESHES.labels(label).inc()
-                self._refresh_in_background(key, viewer_id, window.fresh_until_ms)
+                self.refresh_in_background(key, viewer_id, window.fresh_until_ms)
             return window, False, False
         if now < window.fresh_until_ms + policy.stale_while_revalidate_seconds * 1000:
             STALE_SERVED.labels(label, "revalidate").inc()
-            self._refresh_in_background(key, viewer_id, window.fresh_until_ms)
+            self.refresh_in_background(key, viewer_id, window.fresh_until_ms)
             return window, True, False
         try:
             return await self.rebuild(key, viewer_id, window.fresh_until_ms), False, True
@@ -191,7 +193,7 @@ class Feeds:
         gap = -window.rebuild_ms * beta * math.log(1.0 - random.random())  # noqa: S311
         return now + gap >= window.fresh_until_ms
 
-    def _refresh_in_background(self, key: FeedKey, viewer_id: str, replacing_ms: int) -> None:
+    def refresh_in_background(self, key: FeedKey, viewer_id: str, replacing_ms: int) -> None:
         if self._rebuilds.in_flight(self._names.feed(key)):
             return
 
@@ -267,7 +269,7 @@ class Feeds:
         REBUILDS.labels(label).inc()
         try:
             page = await self._fetch(key, viewer_id)
-            if page.followees is not None and self.on_followees is not None:
+            if key.data_class is DataClass.HOME_FEED and self.on_followees is not None:
                 await self.on_followees(key.owner_id, page.followees, page.pull_authors or [])
         except BaseException:
             if lease is not None and lease.token is not None:
