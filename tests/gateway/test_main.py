@@ -4,6 +4,7 @@ settings from the environment, and a clean exit on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -29,11 +30,9 @@ async def _wait_until_up(client: httpx.AsyncClient, process: asyncio.subprocess.
     for _ in range(200):
         if process.returncode is not None:
             raise AssertionError(f"gateway exited with {process.returncode}")
-        try:
+        with contextlib.suppress(httpx.TransportError):  # not listening yet
             if (await client.get("/healthz")).status_code == 200:
                 return
-        except httpx.TransportError:
-            pass
         await asyncio.sleep(0.05)
     raise AssertionError("gateway did not come up")
 

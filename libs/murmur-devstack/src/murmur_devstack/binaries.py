@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 class BinaryNotFound(RuntimeError):
-    pass
+    """A server binary the stack needs is neither in the venv nor on PATH."""
 
 
 def nats_server() -> Path:

@@ -22,7 +22,7 @@ _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 class NotReady(Exception):
-    pass
+    """A probe found the service up but not ready yet (the message says why)."""
 
 
 class Probe(Protocol):

@@ -38,7 +38,7 @@ INHERITED_ENV = (
 
 
 class PortInUse(RuntimeError):
-    pass
+    """Something else already listens on a port the stack was told to use."""
 
 
 class Stack:

@@ -169,11 +169,11 @@ class Feeds:
         if now < window.fresh_until_ms:
             if self._refresh_early(window, now):
                 EARLY_REFRESHES.labels(label).inc()
-                self.refresh_in_background(key, viewer_id, window.fresh_until_ms)
+                self._refresh_in_background(key, viewer_id, window.fresh_until_ms)
             return window, False, False
         if now < window.fresh_until_ms + policy.stale_while_revalidate_seconds * 1000:
             STALE_SERVED.labels(label, "revalidate").inc()
-            self.refresh_in_background(key, viewer_id, window.fresh_until_ms)
+            self._refresh_in_background(key, viewer_id, window.fresh_until_ms)
             return window, True, False
         try:
             return await self.rebuild(key, viewer_id, window.fresh_until_ms), False, True
@@ -193,7 +193,7 @@ class Feeds:
         gap = -window.rebuild_ms * beta * math.log(1.0 - random.random())  # noqa: S311
         return now + gap >= window.fresh_until_ms
 
-    def refresh_in_background(self, key: FeedKey, viewer_id: str, replacing_ms: int) -> None:
+    def _refresh_in_background(self, key: FeedKey, viewer_id: str, replacing_ms: int) -> None:
         if self._rebuilds.in_flight(self._names.feed(key)):
             return
 

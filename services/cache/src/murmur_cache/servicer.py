@@ -19,22 +19,17 @@ from murmur_core.ids import parse_uuid7
 
 
 class Invalid(ValueError):
-    pass
+    """A request field is wrong; the message says which and why."""
 
 
 class Unavailable(Exception):
-    pass
-
-
-class Rejected(Exception):
-    pass
+    """What the answer needs (the timeline service, Redis) is not reachable."""
 
 
 handler = mapped_errors(
     [
         (Invalid, grpc.StatusCode.INVALID_ARGUMENT),
         (Unavailable, grpc.StatusCode.UNAVAILABLE),
-        (Rejected, grpc.StatusCode.FAILED_PRECONDITION),
     ]
 )
 

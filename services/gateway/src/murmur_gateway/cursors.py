@@ -12,7 +12,7 @@ _PREFIX = "p1:"
 
 
 class InvalidCursor(ValueError):
-    pass
+    """The cursor was not issued by this service (or was altered)."""
 
 
 def encode(last_post_id: str) -> str:

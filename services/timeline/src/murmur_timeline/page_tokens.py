@@ -9,7 +9,7 @@ _VERSION = "k1:"
 
 
 class InvalidPageToken(ValueError):
-    pass
+    """The token was not issued by this service (or was altered)."""
 
 
 def encode(last_key: str) -> str:

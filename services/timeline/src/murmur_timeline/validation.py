@@ -13,7 +13,7 @@ KEY_ID_PATTERN = re.compile(r"^[\x21-\x7e]+$")
 
 
 class Invalid(ValueError):
-    pass
+    """A request field is wrong; the message says which and why."""
 
 
 def user_id(value: str, field: str = "user_id") -> str:

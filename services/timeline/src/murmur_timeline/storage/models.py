@@ -67,12 +67,12 @@ class StorageError(Exception):
 
 
 class NotFound(StorageError):
-    pass
+    """No such user or post (or not one the viewer may see)."""
 
 
 class AlreadyExists(StorageError):
-    pass
+    """The id or handle is taken by something else."""
 
 
 class PermissionDenied(StorageError):
-    pass
+    """The caller may not do this to someone else's data."""
