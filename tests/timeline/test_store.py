@@ -231,12 +231,15 @@ async def test_follower_counts_follow_the_follows(store: TimelineStore) -> None:
     await store.follow("a", "star")  # no change
     await store.follow("a", "b")
     await store.unfollow("c", "star")
-    assert await store.follower_count("star") == 2
-    assert await store.follower_count("b") == 1
+    assert await store.fanout_mode("star") == (2, False)
+    assert await store.fanout_mode("b") == (1, False)
     assert await store.large_followees("a", 1) == ["star"]
     assert await store.large_followees("a", 0) == ["b", "star"]
+    assert await store.set_pull_mode("star", True)
+    assert not await store.set_pull_mode("star", True)  # already so
+    assert await store.fanout_mode("star") == (2, True)
     with pytest.raises(NotFound):
-        await store.follower_count("nobody")
+        await store.fanout_mode("nobody")
 
 
 async def test_expired_posts_become_tombstones_with_events(store: TimelineStore) -> None:

@@ -46,6 +46,9 @@ class Poison(Exception):
 
 
 Handler = Callable[[Msg], Awaitable[None]]
+# Messages of a batch with equal keys are handled one after another, in stream
+# order; messages with different keys at the same time.
+OrderKey = Callable[[Msg], str]
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,24 @@ class ConsumerSpec:
     ack_wait_seconds: float = 30.0
     dead_letter_subject: str = ""
     deliver_new_only: bool = False
+    # Messages of one batch handled at once (needs an order key).
+    concurrency: int = 1
 
 
 class EventConsumer:
-    def __init__(self, nc: NatsClient, spec: ConsumerSpec, handle: Handler) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        spec: ConsumerSpec,
+        handle: Handler,
+        *,
+        order_key: OrderKey | None = None,
+    ) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream()
         self._spec = spec
         self._handle = handle
+        self._order_key = order_key
         self._task: asyncio.Task[None] | None = None
         self._subscription: JetStreamContext.PullSubscription | None = None
 
@@ -135,10 +148,38 @@ class EventConsumer:
                 "messaging.batch.message_count": len(messages),
             },
         ):
+            if spec.concurrency <= 1 or self._order_key is None:
+                for msg in messages:
+                    await self._one(msg)
+                return
+            lanes: dict[str, list[Msg]] = {}
             for msg in messages:
-                await self._one(msg)
+                lanes.setdefault(self._order_key(msg), []).append(msg)
+            limit = asyncio.Semaphore(spec.concurrency)
+
+            async def lane(ordered: list[Msg]) -> None:
+                async with limit:
+                    for msg in ordered:
+                        await self._one(msg)
+
+            async with asyncio.TaskGroup() as group:
+                for ordered in lanes.values():
+                    group.create_task(lane(ordered))
 
     async def _one(self, msg: Msg) -> None:
+        try:
+            await self._handle_and_settle(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Acknowledging or dead-lettering failed (the connection dropped):
+            # the message comes back after the ack wait; effects are idempotent.
+            log.warning(
+                "could not settle message",
+                extra={"consumer": self._spec.durable, "error": type(exc).__name__},
+            )
+
+    async def _handle_and_settle(self, msg: Msg) -> None:
         spec = self._spec
         try:
             await self._handle(msg)

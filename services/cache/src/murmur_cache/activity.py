@@ -63,9 +63,13 @@ class Activity:
         )
         return [plain.decode() for plain in opened if plain is not None]
 
-    async def active(self, user_ids: Sequence[str], within_seconds: float) -> list[bool]:
+    async def only_active(self, user_ids: Sequence[str], within_seconds: float) -> list[str]:
+        """The users among these who read or connected within the window, in
+        their order; all of them when Redis cannot tell (fan out rather than
+        miss readers)."""
         since = int((time.time() - within_seconds) * 1000)
         members = [self._names.activity_member(u) for u in user_ids]
-        return await self._guard.run(
+        active: list[bool] = await self._guard.run(
             self._store.active_since(ACTIVITY, members, since), default=[True] * len(user_ids)
         )
+        return [u for u, a in zip(user_ids, active, strict=True) if a]

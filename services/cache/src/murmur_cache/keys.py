@@ -5,6 +5,7 @@ nothing, and stay in clear so feeds can hold and order them."""
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from murmur_cache.sealing import KeyRing
@@ -13,6 +14,9 @@ PREFIX = "mm:"
 POST = PREFIX + "p:"
 ACTIVITY = PREFIX + "act"
 ACTIVITY_IDS = PREFIX + "actid"
+# Keyed hashes of user ids kept in memory: a fan-out names thousands of feeds
+# per call, mostly of the same active readers.
+REMEMBERED_USER_HASHES = 262_144
 
 
 class DataClass(enum.StrEnum):
@@ -43,11 +47,14 @@ class FeedKey:
 class KeyNames:
     def __init__(self, ring: KeyRing) -> None:
         self._ring = ring
+        self._user = functools.lru_cache(maxsize=REMEMBERED_USER_HASHES)(
+            functools.partial(ring.hashed, "user")
+        )
 
     def feed(self, key: FeedKey) -> str:
         # The braces are a Redis Cluster hash tag: a feed's ids, meta, version
         # and lease land on one shard, so one script can touch them together.
-        owner = self._ring.hashed("user", key.owner_id)
+        owner = self._user(key.owner_id)
         if key.data_class is DataClass.HOME_FEED:
             return f"{PREFIX}hf:{{{owner}}}"
         return f"{PREFIX}uf:{{{owner}}}:{'f' if key.full_view else 'p'}"
@@ -69,7 +76,7 @@ class KeyNames:
         return f"{PREFIX}rel:{self._ring.hashed('relation', f'{viewer_id}>{author_id}')}"
 
     def followees(self, viewer_id: str) -> str:
-        return f"{PREFIX}fs:{self._ring.hashed('user', viewer_id)}"
+        return f"{PREFIX}fs:{self._user(viewer_id)}"
 
     def activity_member(self, user_id: str) -> str:
-        return self._ring.hashed("user", user_id)
+        return self._user(user_id)

@@ -6,6 +6,7 @@ Scripts make fills, appends and invalidations atomic per feed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from typing import cast
 
 from prometheus_client import Histogram
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from murmur_core.metrics import LATENCY_BUCKETS
 
@@ -74,29 +76,50 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# KEYS: feed, meta, version. ARGV: version ttl ms, cap, then ids to add.
-# The version moves even when the feed is absent, so a rebuild in flight that
-# read its source before this change cannot fill an outdated copy.
+# Appends and removals touch many feeds per call: KEYS are (feed, meta,
+# version) triples, one per feed. One script for many feeds is valid on one
+# Redis node; a Redis Cluster deployment would group the triples by slot (each
+# feed's keys share a hash tag). A version moves even when its feed is absent,
+# so a rebuild in flight that read its source before this change cannot fill
+# an outdated copy. Both return how many of the feeds were present.
+
+# ARGV: version ttl ms, cap, then ids to add.
 _APPEND = """
-local v = redis.call('INCR', KEYS[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[1])
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-for i = 3, #ARGV do redis.call('ZADD', KEYS[1], 0, ARGV[i]) end
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
-if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1) end
-redis.call('HSET', KEYS[2], 'v', v)
-return 1
+local present = 0
+local cap = tonumber(ARGV[2])
+for k = 1, #KEYS, 3 do
+  local v = redis.call('INCR', KEYS[k + 2])
+  redis.call('PEXPIRE', KEYS[k + 2], ARGV[1])
+  if redis.call('EXISTS', KEYS[k + 1]) == 1 then
+    for i = 3, #ARGV do redis.call('ZADD', KEYS[k], 0, ARGV[i]) end
+    local excess = redis.call('ZCARD', KEYS[k]) - cap
+    if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, excess - 1) end
+    redis.call('HSET', KEYS[k + 1], 'v', v)
+    present = present + 1
+  end
+end
+return present
 """
 
-# KEYS: feed, meta, version. ARGV: version ttl ms, ids to remove.
+# ARGV: version ttl ms, then ids to remove.
 _REMOVE = """
-local v = redis.call('INCR', KEYS[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[1])
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-for i = 2, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
-redis.call('HSET', KEYS[2], 'v', v)
-return 1
+local present = 0
+for k = 1, #KEYS, 3 do
+  local v = redis.call('INCR', KEYS[k + 2])
+  redis.call('PEXPIRE', KEYS[k + 2], ARGV[1])
+  if redis.call('EXISTS', KEYS[k + 1]) == 1 then
+    for i = 2, #ARGV do redis.call('ZREM', KEYS[k], ARGV[i]) end
+    redis.call('HSET', KEYS[k + 1], 'v', v)
+    present = present + 1
+  end
+end
+return present
 """
+
+# Feeds per append or remove script call: one call holds Redis for its whole
+# run, so a fan-out to many feeds is cut into calls this size (all of them
+# still sent in one round trip).
+FEEDS_PER_CALL = 256
 
 # KEYS: feed, meta, version. ARGV: version ttl ms, hard flag, now ms. Hard
 # drops the copy; soft makes it stale from now on, so it is served within its
@@ -266,24 +289,30 @@ class RedisStore:
         self, feeds: Sequence[tuple[str, str, str]], post_ids: Sequence[str], cap: int
     ) -> int:
         with timed("append_to_feeds"):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for feed in feeds:
-                    await self._append(
-                        keys=list(feed), args=[self._version_ttl_ms, cap, *post_ids], client=pipe
-                    )
-                results = await pipe.execute()
-        return sum(int(r) for r in results)
+            return await self._per_feed_chunks(
+                self._append, feeds, [self._version_ttl_ms, cap, *post_ids]
+            )
 
     async def remove_from_feeds(
         self, feeds: Sequence[tuple[str, str, str]], post_ids: Sequence[str]
     ) -> int:
         with timed("remove_from_feeds"):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for feed in feeds:
-                    await self._remove(
-                        keys=list(feed), args=[self._version_ttl_ms, *post_ids], client=pipe
-                    )
-                results = await pipe.execute()
+            return await self._per_feed_chunks(
+                self._remove, feeds, [self._version_ttl_ms, *post_ids]
+            )
+
+    async def _per_feed_chunks(
+        self,
+        script: AsyncScript,
+        feeds: Sequence[tuple[str, str, str]],
+        args: list[str | int],
+    ) -> int:
+        # Script calls of their own rather than a pipeline: redis-py asks Redis
+        # whether a pipeline's scripts exist before every pipeline (one more
+        # round trip), while a lone EVALSHA loads its script only when missing.
+        chunks = (feeds[i : i + FEEDS_PER_CALL] for i in range(0, len(feeds), FEEDS_PER_CALL))
+        calls = [script(keys=[name for feed in c for name in feed], args=args) for c in chunks]
+        results = await asyncio.gather(*calls)
         return sum(int(r) for r in results)
 
     async def invalidate_feeds(self, feeds: Sequence[tuple[str, str, str]], *, hard: bool) -> int:

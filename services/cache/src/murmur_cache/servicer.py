@@ -199,8 +199,14 @@ class CacheServicer(rpc_grpc.CacheServiceServicer):
             post = _post(request.post, self._settings.max_entry_bytes)
             if post.id != request.post_id:
                 raise Invalid("post.id must equal post_id")
+        within = request.only_active_within_seconds
+        if within:
+            self._check_within(within)
+            owners = await self._engine.activity.only_active(owners, within)
         appended = await self._engine.append_to_feeds(owners, ids, post)
-        return rpc.AppendToFeedsResponse(appended=appended)
+        return rpc.AppendToFeedsResponse(
+            appended=appended, active_owner_ids=owners if within else []
+        )
 
     @handler
     async def RemoveFromFeeds(
@@ -265,9 +271,10 @@ class CacheServicer(rpc_grpc.CacheServiceServicer):
         self, request: rpc.FilterActiveRequest, context: Context
     ) -> rpc.FilterActiveResponse:
         users = _users(request.user_ids, "user_ids", self._settings.max_batch)
-        if not 0 < request.within_seconds <= self._settings.activity_retention_seconds:
-            raise Invalid("within_seconds must be positive and at most the activity retention")
-        active = await self._engine.activity.active(users, request.within_seconds)
-        return rpc.FilterActiveResponse(
-            user_ids=[u for u, a in zip(users, active, strict=True) if a]
-        )
+        self._check_within(request.within_seconds)
+        active = await self._engine.activity.only_active(users, request.within_seconds)
+        return rpc.FilterActiveResponse(user_ids=active)
+
+    def _check_within(self, within_seconds: float) -> None:
+        if not 0 < within_seconds <= self._settings.activity_retention_seconds:
+            raise Invalid("the activity window must be positive and at most the activity retention")

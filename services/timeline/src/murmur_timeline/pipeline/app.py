@@ -79,7 +79,7 @@ class Pipeline:
             settings.cache_addr,
             interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
         )
-        fanout = FanOut(settings, store, CacheStub(channel), UserEvents(js))
+        fanout = FanOut(settings, store, CacheStub(channel), UserEvents(nc))
         consumer = EventConsumer(
             nc,
             ConsumerSpec(
@@ -91,8 +91,10 @@ class Pipeline:
                 max_attempts=settings.max_attempts,
                 ack_wait_seconds=settings.ack_wait_seconds,
                 dead_letter_subject=subjects.dead_letter_subject(settings.consumer),
+                concurrency=settings.concurrency,
             ),
             fanout.handle,
+            order_key=FanOut.order_key,
         )
         scheduler = Scheduler(
             store,

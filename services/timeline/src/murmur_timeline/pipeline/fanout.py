@@ -56,6 +56,26 @@ class FanOut:
         self._store = store
         self._cache = cache
         self._user_events = user_events
+        self._active_seconds = settings.active_days * 86400
+
+    @staticmethod
+    def order_key(msg: Msg) -> str:
+        """Events with one key are applied in stream order; others at once.
+        An author's creates and deletes share one; so do a follower's follows."""
+        try:
+            event = events_pb2.Event.FromString(msg.data)
+        except DecodeError:
+            return ""  # poison; handle() says so
+        kind = event.WhichOneof("payload")
+        if kind == "post_created":
+            return event.post_created.author_id
+        if kind == "post_deleted":
+            return event.post_deleted.author_id
+        if kind == "follow_created":
+            return event.follow_created.follower_id
+        if kind == "follow_deleted":
+            return event.follow_deleted.follower_id
+        return ""
 
     async def handle(self, msg: Msg) -> None:
         try:
@@ -86,27 +106,27 @@ class FanOut:
             # followee's followers-only posts, and is rebuilt on the next read.
             await self._user_events.publish(event, [follow.follower_id], parent)
 
-    async def _is_large(self, author_id: str) -> bool:
+    async def _is_large(self, author_id: str, *, record: bool = False) -> bool:
+        """Whether the author has more followers than the hybrid threshold;
+        with ``record``, the mode is stored for readers when it changed (a
+        write only then: this runs for every post)."""
         try:
-            count = await self._store.follower_count(author_id)
+            count, pulled = await self._store.fanout_mode(author_id)
         except NotFound as exc:
             raise Poison(f"unknown author {author_id}") from exc
-        return count > self._settings.hybrid_threshold
+        large = count > self._settings.hybrid_threshold
+        if record and large != pulled and await self._store.set_pull_mode(author_id, large):
+            log.info("author fan-out mode changed", extra={"pull": large})
+        return large
 
-    async def _active_followers(self, author_id: str) -> AsyncIterator[list[str]]:
-        """Pages of the author's followers who read recently."""
+    async def _follower_pages(self, author_id: str) -> AsyncIterator[list[str]]:
+        """The author's followers, a page at a time, from the source of truth."""
         after = None
         page_size = self._settings.fanout_page
-        within = self._settings.active_days * 86400
         while True:
             page = await self._store.list_followers(author_id, page_size, after)
-            if not page:
-                return
-            reply = await self._cache.FilterActive(
-                cache_rpc.FilterActiveRequest(user_ids=page, within_seconds=within)
-            )
-            if reply.user_ids:
-                yield list(reply.user_ids)
+            if page:
+                yield page
             if len(page) < page_size:
                 return
             after = page[-1]
@@ -116,19 +136,24 @@ class FanOut:
         author = created.author_id
         # The author's own feeds get the post from the cache's own event handler.
         await self._user_events.publish(event, [author], parent)
-        large = await self._is_large(author)
-        if await self._store.set_pull_mode(author, large):
-            log.info("author fan-out mode changed", extra={"pull": large})
-        if large:
+        if await self._is_large(author, record=True):
             FANOUTS.labels("pull").inc()
             return
         FANOUTS.labels("push").inc()
         recipients = 0
-        async for readers in self._active_followers(author):
+        async for followers in self._follower_pages(author):
+            # One call filters the page by activity and appends to the feeds
+            # of those who pass (the cached ones among them).
             reply = await self._cache.AppendToFeeds(
-                cache_rpc.AppendToFeedsRequest(owner_ids=readers, post_id=created.post_id)
+                cache_rpc.AppendToFeedsRequest(
+                    owner_ids=followers,
+                    post_id=created.post_id,
+                    only_active_within_seconds=self._active_seconds,
+                ),
+                timeout=self._settings.cache_timeout_seconds,
             )
             FEED_INSERTS.inc(reply.appended)
+            readers = list(reply.active_owner_ids)
             await self._user_events.publish(event, readers, parent)
             recipients += len(readers)
         FANOUT_SIZE.observe(recipients)
@@ -148,7 +173,8 @@ class FanOut:
                 reply = await self._cache.AppendToFeeds(
                     cache_rpc.AppendToFeedsRequest(
                         owner_ids=[follow.follower_id], more_post_ids=[p.id for p in recent]
-                    )
+                    ),
+                    timeout=self._settings.cache_timeout_seconds,
                 )
                 FEED_INSERTS.inc(reply.appended * len(recent))
         await self._user_events.publish(event, [follow.follower_id], parent)
@@ -159,8 +185,18 @@ class FanOut:
         await self._user_events.publish(event, [author], parent)
         if await self._is_large(author):
             return  # its id was never pushed; the cache's tombstone hides it on read
-        async for readers in self._active_followers(author):
+        async for followers in self._follower_pages(author):
+            active = await self._cache.FilterActive(
+                cache_rpc.FilterActiveRequest(
+                    user_ids=followers, within_seconds=self._active_seconds
+                ),
+                timeout=self._settings.cache_timeout_seconds,
+            )
+            readers = list(active.user_ids)
+            if not readers:
+                continue
             await self._cache.RemoveFromFeeds(
-                cache_rpc.RemoveFromFeedsRequest(owner_ids=readers, post_ids=[deleted.post_id])
+                cache_rpc.RemoveFromFeedsRequest(owner_ids=readers, post_ids=[deleted.post_id]),
+                timeout=self._settings.cache_timeout_seconds,
             )
             await self._user_events.publish(event, readers, parent)

@@ -29,6 +29,9 @@ class PipelineSettings(ServiceSettings):
     # How long a fetched, unacknowledged event waits before another instance
     # gets it: the latency a crashed instance costs its batch in hand.
     ack_wait_seconds: float = Field(default=10.0, gt=0)
+    # Events of one fetched batch applied at once (an author's own events, and
+    # a follower's, still in stream order).
+    concurrency: int = Field(default=16, ge=1)
 
     # Readers who have not read or connected for this long get no fan-out;
     # their feed is rebuilt from SQL when they return.

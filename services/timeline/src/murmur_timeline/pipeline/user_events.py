@@ -1,15 +1,21 @@
 """Per-user events for the notifier: one copy of a domain event per recipient
-on ``murmur.user.<user_id>.<kind>`` (stream MURMUR_USER), published in one
-pipelined burst and acknowledged by JetStream before the domain event is.
-``Nats-Msg-Id`` is ``<event id>.<user id>``, so a redelivered domain event
-notifies nobody twice; each copy carries the trace of the post that caused it."""
+on ``murmur.user.<user_id>.<kind>`` (stream MURMUR_USER), acknowledged by
+JetStream before the domain event is. ``Nats-Msg-Id`` is ``<event id>.<user
+id>``, so a redelivered domain event notifies nobody twice; each copy carries
+the trace of the post that caused it.
+
+A burst of copies is published as plain messages to the stream's subjects,
+all but the last without asking for an ack; the last asks, and JetStream
+stores one connection's messages to a stream in the order they came, so its
+ack says the burst is stored. A per-message ack would cost this process
+several times the CPU of the publish itself (see docs/pipeline.md), once per
+follower of every post."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NatsClient
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -27,8 +33,9 @@ PUBLISHED = Counter(
 
 
 class UserEvents:
-    def __init__(self, js: JetStreamContext, *, ack_timeout: float = 10.0) -> None:
-        self._js = js
+    def __init__(self, nc: NatsClient, *, ack_timeout: float = 10.0) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
         self._ack_timeout = ack_timeout
 
     async def publish(
@@ -55,17 +62,20 @@ class UserEvents:
             },
         ):
             trace_headers = inject_trace_context()
-            acks = []
-            for user_id in recipients:
+            *rest, last = recipients
+            for user_id in rest:
                 copy.user_id = user_id
-                headers = {**trace_headers, "Nats-Msg-Id": f"{event.event_id}.{user_id}"}
-                acks.append(
-                    await self._js.publish_async(
-                        subjects.user_subject(user_id, subject_kind),
-                        copy.SerializeToString(),
-                        headers=headers,
-                    )
+                await self._nc.publish(
+                    subjects.user_subject(user_id, subject_kind),
+                    copy.SerializeToString(),
+                    headers={**trace_headers, "Nats-Msg-Id": f"{event.event_id}.{user_id}"},
                 )
-            async with asyncio.timeout(self._ack_timeout):
-                await asyncio.gather(*acks)
+            copy.user_id = last
+            await self._js.publish(
+                subjects.user_subject(last, subject_kind),
+                copy.SerializeToString(),
+                timeout=self._ack_timeout,
+                stream=subjects.USER_STREAM,
+                headers={**trace_headers, "Nats-Msg-Id": f"{event.event_id}.{last}"},
+            )
         PUBLISHED.inc(len(recipients))

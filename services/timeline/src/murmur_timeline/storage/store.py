@@ -186,12 +186,16 @@ class TimelineStore:
             )
         return [row[0] for row in rows]
 
-    async def follower_count(self, user_id: str) -> int:
+    async def fanout_mode(self, user_id: str) -> tuple[int, bool]:
+        """The user's follower count, and whether their posts are recorded as
+        pulled (merged on read) rather than pushed."""
         async with self.db.read() as conn:
-            row = await conn.fetchrow("SELECT follower_count FROM users WHERE id = $1", user_id)
+            row = await conn.fetchrow(
+                "SELECT follower_count, fanout_pull FROM users WHERE id = $1", user_id
+            )
         if row is None:
             raise NotFound(f"user {user_id} not found")
-        return int(row[0])
+        return int(row[0]), bool(row[1])
 
     async def followees(self, user_id: str, limit: int) -> list[str]:
         """Up to ``limit`` users ``user_id`` follows, by id."""

@@ -135,22 +135,26 @@ class FillFeedResponse(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ...) -> None: ...
 
 class AppendToFeedsRequest(_message.Message):
-    __slots__ = ("owner_ids", "post_id", "post", "more_post_ids")
+    __slots__ = ("owner_ids", "post_id", "post", "more_post_ids", "only_active_within_seconds")
     OWNER_IDS_FIELD_NUMBER: _ClassVar[int]
     POST_ID_FIELD_NUMBER: _ClassVar[int]
     POST_FIELD_NUMBER: _ClassVar[int]
     MORE_POST_IDS_FIELD_NUMBER: _ClassVar[int]
+    ONLY_ACTIVE_WITHIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     owner_ids: _containers.RepeatedScalarFieldContainer[str]
     post_id: str
     post: _resources_pb2.Post
     more_post_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, owner_ids: _Optional[_Iterable[str]] = ..., post_id: _Optional[str] = ..., post: _Optional[_Union[_resources_pb2.Post, _Mapping]] = ..., more_post_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    only_active_within_seconds: float
+    def __init__(self, owner_ids: _Optional[_Iterable[str]] = ..., post_id: _Optional[str] = ..., post: _Optional[_Union[_resources_pb2.Post, _Mapping]] = ..., more_post_ids: _Optional[_Iterable[str]] = ..., only_active_within_seconds: _Optional[float] = ...) -> None: ...
 
 class AppendToFeedsResponse(_message.Message):
-    __slots__ = ("appended",)
+    __slots__ = ("appended", "active_owner_ids")
     APPENDED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_OWNER_IDS_FIELD_NUMBER: _ClassVar[int]
     appended: int
-    def __init__(self, appended: _Optional[int] = ...) -> None: ...
+    active_owner_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, appended: _Optional[int] = ..., active_owner_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RemoveFromFeedsRequest(_message.Message):
     __slots__ = ("owner_ids", "post_ids")
