@@ -5,14 +5,26 @@ itself is kept sealed beside them so warming can name the user."""
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from murmur_cache.keys import ACTIVITY, ACTIVITY_IDS, KeyNames
+from prometheus_client import Counter
+
+from murmur_cache.keys import ACTIVITY, ACTIVITY_IDS, JOB_LEASE, KeyNames
 from murmur_cache.redis_guard import RedisGuard
 from murmur_cache.redis_store import RedisStore
 from murmur_cache.sealing import KeyRing
+
+log = logging.getLogger(__name__)
+
+FORGOTTEN = Counter(
+    "murmur_cache_inactive_readers_forgotten_total",
+    "Readers inactive past the activity retention whose record and home feed were dropped.",
+)
+FORGET_LEASE = JOB_LEASE + "forget-inactive"
 
 # Record a user at most this often from one process; reads are far more frequent.
 RECORD_EVERY_SECONDS = 60.0
@@ -73,3 +85,28 @@ class Activity:
             self._store.active_since(ACTIVITY, members, since), default=[True] * len(user_ids)
         )
         return [u for u, a in zip(user_ids, active, strict=True) if a]
+
+    async def forget_inactive(self, *, batch: int, every_seconds: float) -> int:
+        """Drop readers inactive past the retention: their activity record
+        (which nothing else removes) and their cached home feed (which would
+        otherwise live out its TTL). In batches until one comes back short;
+        one instance a period (a Redis lease that outlives the round).
+        Returns how many were dropped; 0 when another instance has the lease."""
+        lease_ms = int(every_seconds * 1000)
+        if not await self._store.take_lease(FORGET_LEASE, secrets.token_hex(8), lease_ms):
+            return 0
+        before = int(time.time() * 1000) - self._retention_ms
+        total = 0
+        while True:
+            members = await self._store.inactive_members(ACTIVITY, before, batch)
+            if members:
+                feeds = [KeyNames.home_feed_of_member(m) for m in members]
+                names = feeds + [self._names.feed_meta(f) for f in feeds]
+                await self._store.forget_members(ACTIVITY, ACTIVITY_IDS, members, names)
+                FORGOTTEN.inc(len(members))
+                total += len(members)
+            if len(members) < batch:
+                break
+        if total:
+            log.info("inactive readers forgotten", extra={"readers": total})
+        return total

@@ -14,6 +14,8 @@ PREFIX = "mm:"
 POST = PREFIX + "p:"
 ACTIVITY = PREFIX + "act"
 ACTIVITY_IDS = PREFIX + "actid"
+# One cache instance at a time runs a scheduled job: it holds this lease.
+JOB_LEASE = PREFIX + "job:"
 # Keyed hashes of user ids kept in memory: a fan-out names thousands of feeds
 # per call, mostly of the same active readers.
 REMEMBERED_USER_HASHES = 262_144
@@ -56,8 +58,13 @@ class KeyNames:
         # and lease land on one shard, so one script can touch them together.
         owner = self._user(key.owner_id)
         if key.data_class is DataClass.HOME_FEED:
-            return f"{PREFIX}hf:{{{owner}}}"
+            return self.home_feed_of_member(owner)
         return f"{PREFIX}uf:{{{owner}}}:{'f' if key.full_view else 'p'}"
+
+    @staticmethod
+    def home_feed_of_member(member: str) -> str:
+        """The home feed named by an activity member (the same keyed hash)."""
+        return f"{PREFIX}hf:{{{member}}}"
 
     def feed_meta(self, feed_name: str) -> str:
         return feed_name + ":m"

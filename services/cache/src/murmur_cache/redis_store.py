@@ -411,6 +411,29 @@ class RedisStore:
             sealed = cast(list[bytes | None], await self.redis.hmget(ids_key, members))
         return [(m.decode(), s) for m, s in zip(members, sealed, strict=True) if s is not None]
 
+    async def inactive_members(self, key: str, before_ms: int, count: int) -> list[str]:
+        with timed("inactive_members"):
+            members = cast(
+                list[bytes],
+                await self.redis.zrangebyscore(key, "-inf", before_ms, start=0, num=count),
+            )
+        return [m.decode() for m in members]
+
+    async def forget_members(
+        self, key: str, ids_key: str, members: Sequence[str], names: Sequence[str]
+    ) -> None:
+        """Drop activity members and the keys named with them, in one round trip."""
+        with timed("forget_members"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(key, *members)
+                pipe.hdel(ids_key, *members)
+                pipe.delete(*names)
+                await pipe.execute()
+
+    async def take_lease(self, name: str, token: str, ttl_ms: int) -> bool:
+        with timed("take_lease"):
+            return bool(await self.redis.set(name, token, nx=True, px=ttl_ms))
+
     async def active_since(self, key: str, members: Sequence[str], since_ms: int) -> list[bool]:
         with timed("active_since"):
             scores = await self.redis.zmscore(key, list(members))

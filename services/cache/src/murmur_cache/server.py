@@ -87,6 +87,7 @@ class CacheServer:
         await grpc_server.start()
         await server._check_redis()
         server._tasks.append(asyncio.create_task(server._watch_redis()))
+        server._tasks.append(asyncio.create_task(server._forget_inactive_readers()))
         if settings.warm_on_start:
             server._tasks.append(asyncio.create_task(engine.warm_most_active()))
         return server
@@ -129,6 +130,17 @@ class CacheServer:
         while True:
             await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
             await self._check_redis()
+
+    async def _forget_inactive_readers(self) -> None:
+        every = self.settings.forget_inactive_every_seconds
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.engine.activity.forget_inactive(
+                    batch=self.settings.forget_inactive_batch, every_seconds=every
+                )
+            except Exception as exc:
+                log.warning("forgetting inactive readers failed", extra={"error": repr(exc)})
 
     async def stop(self) -> None:
         await self.grpc.stop(

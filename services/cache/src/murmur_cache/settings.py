@@ -68,6 +68,10 @@ class CacheSettings(ServiceSettings):
     relation: ClassPolicy = ClassPolicy(ttl_seconds=3600)
     # Activity records (who read recently): for warming and the fan-out pipeline.
     activity_retention_seconds: float = 30 * 24 * 3600
+    # Readers inactive past the retention lose their record and cached feed,
+    # checked this often (by one instance), this many per Redis round trip.
+    forget_inactive_every_seconds: float = Field(default=3600.0, gt=0)
+    forget_inactive_batch: int = Field(default=1000, ge=1)
     ttl_jitter: float = Field(default=0.1, ge=0.0, le=0.5)
 
     feed_cap: int = 800
