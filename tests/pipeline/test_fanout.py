@@ -167,3 +167,24 @@ async def test_follow_merges_and_delete_and_unfollow_repair_feeds(world: World) 
     kinds = [e.WhichOneof("payload") for e in await events_for(world.js, reader)]
     assert kinds.count("follow_created") == 1
     assert kinds.count("follow_deleted") == 1
+
+
+async def test_each_active_follower_of_a_page_gets_one_event(world: World) -> None:
+    # All copies but the last of a page go out without their own ack: every
+    # one must still be stored, and once.
+    author, *readers = await world.users("pageauthor", *(f"pagereader{i}" for i in range(30)))
+    for reader in readers:
+        await world.timeline.Follow(rpc.FollowRequest(follower_id=reader, followee_id=author))
+        await world.read_home(reader)
+    post_id = await world.post(author)
+
+    async def created(reader: str) -> list[str]:
+        found = await events_for(world.js, reader)
+        return [e.post_created.post_id for e in found if e.WhichOneof("payload") == "post_created"]
+
+    async def everyone_notified() -> bool:
+        return all([await created(r) for r in readers])
+
+    await eventually(everyone_notified, timeout=20)
+    for reader in readers:
+        assert await created(reader) == [post_id]
