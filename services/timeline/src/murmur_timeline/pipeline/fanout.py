@@ -134,10 +134,12 @@ class FanOut:
     async def _post_created(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
         created = event.post_created
         author = created.author_id
-        # The author's own feeds get the post from the cache's own event handler.
-        await self._user_events.publish(event, [author], parent)
+        # The author's own feeds get the post from the cache's own event
+        # handler; their per-user event goes out with the first page's.
+        author_first = [author]
         if await self._is_large(author, record=True):
             FANOUTS.labels("pull").inc()
+            await self._user_events.publish(event, author_first, parent)
             return
         FANOUTS.labels("push").inc()
         recipients = 0
@@ -154,8 +156,11 @@ class FanOut:
             )
             FEED_INSERTS.inc(reply.appended)
             readers = list(reply.active_owner_ids)
-            await self._user_events.publish(event, readers, parent)
+            await self._user_events.publish(event, author_first + readers, parent)
+            author_first = []
             recipients += len(readers)
+        if author_first:  # no followers at all
+            await self._user_events.publish(event, author_first, parent)
         FANOUT_SIZE.observe(recipients)
 
     async def _follow_created(self, event: events_pb2.Event, parent: otel_context.Context) -> None:

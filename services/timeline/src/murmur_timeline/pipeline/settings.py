@@ -30,8 +30,10 @@ class PipelineSettings(ServiceSettings):
     # gets it: the latency a crashed instance costs its batch in hand.
     ack_wait_seconds: float = Field(default=10.0, gt=0)
     # Events of one fetched batch applied at once (an author's own events, and
-    # a follower's, still in stream order).
-    concurrency: int = Field(default=16, ge=1)
+    # a follower's, still in stream order). An event spends most of its time
+    # waiting on SQL, the cache and JetStream acks, so this is well above the
+    # core count (see docs/pipeline.md for 16 against 64).
+    concurrency: int = Field(default=64, ge=1)
 
     # Readers who have not read or connected for this long get no fan-out;
     # their feed is rebuilt from SQL when they return.
