@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+from murmur_core.logging import configure_logging
+from murmur_core.service_info import ServiceInfo
+from murmur_core.settings import ServiceSettings
+from murmur_core.telemetry import setup_tracing, shutdown_tracing
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+class Running(Protocol):
+    """A started service: the port it serves on, and how to stop it."""
+
+    port: int
+
+    async def stop(self) -> None: ...
 
 
 async def wait_for_stop_signal() -> signal.Signals:
@@ -34,3 +50,28 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         uvloop.run(main())
     except ImportError:
         asyncio.run(main())
+
+
+def serve(
+    name: str,
+    distribution: str,
+    load_settings: Callable[[], SettingsT],
+    start: Callable[[SettingsT], Awaitable[Running]],
+) -> None:
+    """The ``python -m`` entry point of every service: settings from the
+    environment, logging and tracing set up, started, stopped on a signal."""
+
+    async def main() -> None:
+        settings = load_settings()
+        info = ServiceInfo.for_distribution(name, distribution)
+        configure_logging(info.name, settings.log_level)
+        setup_tracing(info)
+        log = logging.getLogger(f"murmur.{name}")
+        service = await start(settings)
+        log.info(f"{name} started", extra={"port": service.port, "version": info.version})
+        received = await wait_for_stop_signal()
+        log.info("stopping", extra={"signal": received.name})
+        await service.stop()
+        shutdown_tracing()
+
+    run(main)

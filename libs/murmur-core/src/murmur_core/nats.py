@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import RePublish, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
@@ -60,6 +60,7 @@ async def ensure_stream(
     max_age_seconds: float,
     duplicate_window_seconds: float = 120.0,
     storage: StorageType = StorageType.FILE,
+    republish: RePublish | None = None,
 ) -> None:
     """Create the stream, or bring an existing one's limits up to date."""
     config = StreamConfig(
@@ -68,6 +69,7 @@ async def ensure_stream(
         storage=storage,
         max_age=max_age_seconds,
         duplicate_window=duplicate_window_seconds,
+        republish=republish,
     )
     try:
         await js.stream_info(name)

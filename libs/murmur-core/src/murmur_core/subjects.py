@@ -3,7 +3,11 @@
 Domain events: ``murmur.events.<kind>`` on stream ``MURMUR_EVENTS``, published
 by the timeline service's outbox relay. Per-user events (for the notifier):
 ``murmur.user.<user_id>.<kind>`` on stream ``MURMUR_USER`` with short retention.
-Cache invalidations travel on core NATS under ``murmur.cache.invalidate``.
+JetStream republishes each stored per-user event on core NATS as
+``murmur.live.user.<user_id>.<kind>`` with its stream sequence in headers, so
+a notifier subscribes to the users it serves and gets sequenced events without
+a consumer per user. Cache invalidations travel on core NATS under
+``murmur.cache.invalidate``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ EVENTS_STREAM = "MURMUR_EVENTS"
 EVENTS_PREFIX = "murmur.events"
 USER_STREAM = "MURMUR_USER"
 USER_PREFIX = "murmur.user"
+USER_LIVE_PREFIX = "murmur.live.user"
 CACHE_INVALIDATE = "murmur.cache.invalidate"
 # Messages a consumer gave up on, per consumer: murmur.dlq.<consumer>.
 DEAD_LETTER_STREAM = "MURMUR_DLQ"
@@ -42,3 +47,13 @@ def dead_letter_subject(consumer: str) -> str:
 
 def user_subject(user_id: str, kind: str) -> str:
     return f"{USER_PREFIX}.{user_id}.{kind}"
+
+
+def user_events_filter(user_id: str) -> str:
+    """Every per-user event of one user, on the stream."""
+    return f"{USER_PREFIX}.{user_id}.>"
+
+
+def user_live_filter(user_id: str) -> str:
+    """Every per-user event of one user, as republished live."""
+    return f"{USER_LIVE_PREFIX}.{user_id}.>"

@@ -227,9 +227,28 @@ GATEWAY = ServiceSpec(
     env_prefix="GATEWAY_",
 )
 
+NOTIFIER = ServiceSpec(
+    name="notifier",
+    command=python_service("murmur_notifier"),
+    ports={"NOTIFIER_PORT": 8090, "NOTIFIER_METRICS_PORT": 9467},
+    env=lambda w: {
+        "NOTIFIER_HOST": w.host,
+        "NOTIFIER_NATS_URL": w.nats_url,
+        "NOTIFIER_CACHE_ADDR": w.addr("CACHE_GRPC_PORT"),
+        "NOTIFIER_JWT_PUBLIC_KEY_FILES": ",".join(str(p) for p in w.jwt_public_key_files),
+    },
+    probe=lambda w: http_readyz(w.port("NOTIFIER_PORT"), w.host),
+    urls=lambda w: {
+        "notifier": f"ws://{w.addr('NOTIFIER_PORT')}/v1/ws",
+        "notifier_metrics": f"http://{w.addr('NOTIFIER_METRICS_PORT')}/metrics",
+    },
+    depends_on=("nats", "cache"),
+    env_prefix="NOTIFIER_",
+)
+
 # Declaration order is the default start order among independent services.
 SERVICES: dict[str, ServiceSpec] = {
-    s.name: s for s in (NATS, REDIS, TIMELINE, CACHE, PIPELINE, GATEWAY)
+    s.name: s for s in (NATS, REDIS, TIMELINE, CACHE, PIPELINE, GATEWAY, NOTIFIER)
 }
 
 

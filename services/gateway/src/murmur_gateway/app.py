@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from murmur_core.auth import TokenVerifier
 from murmur_core.http import install_observability
 from murmur_core.service_info import package_version
 from murmur_gateway.backend import open_backend
@@ -29,12 +28,7 @@ class GatewayApp(FastAPI):
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
-    # Loaded now, not per request, so a missing or bad key stops start-up.
-    verifier = TokenVerifier.from_files(
-        settings.jwt_public_key_paths,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-    )
+    verifier = settings.token_verifier()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from murmur_core.settings import ServiceSettings
+from murmur_core.settings import TokenVerifyingSettings
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(TokenVerifyingSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
 
     host: str = "0.0.0.0"
@@ -20,8 +18,6 @@ class GatewaySettings(ServiceSettings):
     # Readiness probes must answer before the prober gives up, so they get a
     # deadline of their own, shorter than a request's.
     ready_timeout_seconds: float = Field(default=0.5, gt=0)
-    # Comma-separated so keys can rotate: add the new public key, switch the
-    # signer, then drop the old key once its tokens have expired.
     # The cache service: hot reads go through it; empty runs without it.
     cache_addr: str = "127.0.0.1:7052"
     # Longer than a rebuild from the timeline can take, shorter than a request's.
@@ -36,9 +32,6 @@ class GatewaySettings(ServiceSettings):
     # A token seen after this long a silence starts a session: the cache warms
     # that user's first home page.
     session_quiet_seconds: float = Field(default=900.0, gt=0)
-    jwt_public_key_files: str = "var/dev-keys/jwt-ed25519.pub"
-    jwt_issuer: str = "murmur-dev"
-    jwt_audience: str = "murmur"
     # Above the timeline's ciphertext limit once base64 and the JSON around it
     # are counted, so a legal post always fits.
     max_body_bytes: int = Field(default=131072, gt=0)
@@ -52,7 +45,3 @@ class GatewaySettings(ServiceSettings):
         if self.default_page_size > self.max_page_size:
             raise ValueError("default_page_size must not exceed max_page_size")
         return self
-
-    @property
-    def jwt_public_key_paths(self) -> list[Path]:
-        return [Path(p.strip()) for p in self.jwt_public_key_files.split(",") if p.strip()]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 from nats.aio.client import Client as NatsClient
+from nats.js.api import RePublish
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from murmur_core import nats as murmur_nats
@@ -68,6 +69,10 @@ class Pipeline:
             name=subjects.USER_STREAM,
             subjects=[f"{subjects.USER_PREFIX}.>"],
             max_age_seconds=settings.user_events_retention_seconds,
+            # The notifier's live feed: each stored event, with its sequence.
+            republish=RePublish(
+                src=f"{subjects.USER_PREFIX}.>", dest=f"{subjects.USER_LIVE_PREFIX}.>"
+            ),
         )
         await murmur_nats.ensure_stream(
             js,

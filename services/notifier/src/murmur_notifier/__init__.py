@@ -1,0 +1,1 @@
+"""Murmur notifier: per-user events from NATS to WebSocket clients."""

@@ -1,0 +1,34 @@
+"""The notifier's Prometheus metrics (labels never carry user ids)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from murmur_core.metrics import LATENCY_BUCKETS
+
+CONNECTIONS = Gauge("murmur_notifier_connections", "Open, authenticated connections.")
+USERS = Gauge("murmur_notifier_users", "Users with at least one open connection here.")
+DELIVERED = Counter("murmur_notifier_events_delivered_total", "Events written to connections.")
+FRAMES = Counter("murmur_notifier_frames_total", "Event frames written (events coalesced).")
+DELIVERY_SECONDS = Histogram(
+    "murmur_notifier_delivery_seconds",
+    "From an event's arrival at this process to its frame being written.",
+    buckets=LATENCY_BUCKETS,
+)
+LAG_EVENTS = Histogram(
+    "murmur_notifier_connection_lag_events",
+    "Events still queued for a connection when one of its frames is written.",
+    buckets=(0, 1, 4, 16, 64, 256, 1024, 4096),
+)
+QUEUED_BYTES = Gauge("murmur_notifier_queued_bytes", "Bytes of events queued, all connections.")
+RESUMES = Counter(
+    "murmur_notifier_resumes_total",
+    "Subscriptions that asked to resume, by outcome (replayed, resync, resync_too_many).",
+    ["outcome"],
+)
+CLOSES = Counter(
+    "murmur_notifier_closes_total", "Connections closed by the server, by close code.", ["code"]
+)
+UNDELIVERABLE = Counter(
+    "murmur_notifier_undeliverable_total", "Messages on users' subjects that could not be read."
+)

@@ -1,0 +1,75 @@
+"""Interest routing: one core NATS subscription per user with an open
+connection here, on the live (republished) subjects of that user only, so
+instances behind a load balancer share users with no coordination. A message
+is decoded once and offered to each of the user's connections."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from murmur_core import subjects
+from murmur_notifier import metrics
+from murmur_notifier.events import Delivery, Undeliverable, decode
+
+log = logging.getLogger(__name__)
+
+SEQUENCE_HEADER = "Nats-Sequence"
+
+
+class Listener(Protocol):
+    def offer(self, delivery: Delivery) -> None: ...
+
+
+class Router:
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._listeners: dict[str, set[Listener]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        # Told of each user who gets a first connection here (presence).
+        self.on_join: Callable[[str], None] | None = None
+
+    async def join(self, user_id: str, listener: Listener) -> None:
+        listeners = self._listeners.setdefault(user_id, set())
+        listeners.add(listener)
+        if user_id not in self._subscriptions:
+            self._subscriptions[user_id] = await self._nc.subscribe(
+                subjects.user_live_filter(user_id), cb=self._deliver
+            )
+            metrics.USERS.set(len(self._subscriptions))
+            if self.on_join is not None:
+                self.on_join(user_id)
+
+    async def leave(self, user_id: str, listener: Listener) -> None:
+        listeners = self._listeners.get(user_id)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if listeners:
+            return
+        del self._listeners[user_id]
+        subscription = self._subscriptions.pop(user_id, None)
+        metrics.USERS.set(len(self._subscriptions))
+        if subscription is not None:
+            await subscription.unsubscribe()
+
+    def users(self) -> list[str]:
+        return list(self._subscriptions)
+
+    async def _deliver(self, msg: Msg) -> None:
+        # murmur.live.user.<user_id>.<kind...>
+        user_id = msg.subject.split(".", 4)[3]
+        try:
+            seq = int((msg.headers or {})[SEQUENCE_HEADER])
+            delivery = decode(seq, msg.data)
+        except (KeyError, ValueError, Undeliverable) as exc:
+            metrics.UNDELIVERABLE.inc()
+            log.warning("undeliverable user event", extra={"error": repr(exc)})
+            return
+        for listener in list(self._listeners.get(user_id, ())):
+            listener.offer(delivery)

@@ -1,0 +1,177 @@
+"""Assembles the notifier: the WebSocket listener (with ``/healthz`` and
+``/readyz`` on the same port), NATS, interest routing, presence and metrics;
+stops by draining: refuse new connections, tell open ones to reconnect
+elsewhere after what is queued, then close."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import grpc
+from nats.aio.client import Client as NatsClient
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from murmur.cache.v1 import cache_service_pb2 as cache_rpc
+from murmur_core import nats as murmur_nats
+from murmur_core.metrics import start_metrics_listener
+from murmur_notifier import protocol
+from murmur_notifier.router import Router
+from murmur_notifier.session import Services, Session
+from murmur_notifier.settings import NotifierSettings
+
+if TYPE_CHECKING:
+    from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceAsyncStub as CacheStub
+else:
+    from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceStub as CacheStub
+
+log = logging.getLogger(__name__)
+
+WEBSOCKET_PATH = "/v1/ws"
+
+
+class Presence:
+    """Connected users are active readers: the cache records them (and warms
+    their first page) when they connect, and again while they stay."""
+
+    def __init__(self, settings: NotifierSettings, router: Router) -> None:
+        self._settings = settings
+        self._router = router
+        self._channel = grpc.aio.insecure_channel(settings.cache_addr)
+        self._cache = CacheStub(self._channel)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def joined(self, user_id: str) -> None:
+        task = asyncio.create_task(self._record(user_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _record(self, user_id: str) -> None:
+        try:
+            await self._cache.WarmSession(
+                cache_rpc.WarmSessionRequest(user_id=user_id),
+                timeout=self._settings.cache_timeout_seconds,
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("presence not recorded", extra={"code": exc.code().name})
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.presence_every_seconds)
+            for user_id in self._router.users():
+                await self._record(user_id)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self._channel.close()
+
+
+class NotifierServer:
+    def __init__(self, settings: NotifierSettings, nc: NatsClient, services: Services) -> None:
+        self.settings = settings
+        self.port = 0
+        self._nc = nc
+        self._services = services
+        self._sessions: set[Session] = set()
+        self._accepting = True
+        self._server: Server | None = None
+        self._presence: Presence | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def start(cls, settings: NotifierSettings) -> NotifierServer:
+        verifier = settings.token_verifier()
+        nc = await murmur_nats.connect(settings.nats_url, name="notifier")
+        router = Router(nc)
+        server = cls(settings, nc, Services(settings, verifier, router, nc.jetstream()))
+        if settings.cache_addr:
+            presence = server._presence = Presence(settings, router)
+            router.on_join = presence.joined
+            server._tasks.append(asyncio.create_task(presence.refresh_forever()))
+        if settings.metrics_port:
+            start_metrics_listener(settings.metrics_port)
+        server._server = await serve(
+            server._handle,
+            settings.host,
+            settings.port,
+            process_request=server._process_request,
+            select_subprotocol=_select_subprotocol,
+            max_size=settings.max_client_message_bytes,
+            # Incoming messages buffered before reading pauses: well above
+            # what the flood limit lets through, so a connection closed for
+            # flooding still reads the peer's close reply and ends at once.
+            max_queue=1024,
+            close_timeout=2.0,
+            ping_interval=settings.heartbeat_seconds,
+            ping_timeout=settings.heartbeat_seconds,
+            # Per-message deflate would cost every frame CPU; events are small.
+            compression=None,
+        )
+        server.port = next(iter(server._server.sockets)).getsockname()[1]
+        log.info("notifier listening", extra={"port": server.port})
+        return server
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == "/readyz":
+            ready = self._accepting and self._nc.is_connected
+            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
+            return connection.respond(status, "ready\n" if ready else "not ready\n")
+        if path != WEBSOCKET_PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        if not self._accepting:
+            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+            response.headers["Retry-After"] = str(int(self.settings.retry_after_seconds) or 1)
+            return response
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        if self.settings.send_buffer_bytes:
+            sock = ws.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.send_buffer_bytes
+                )
+        session = Session(ws, self._services)
+        self._sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
+
+    async def stop(self) -> None:
+        self._accepting = False
+        # Readiness fails first, so load balancers stop sending clients here.
+        await asyncio.sleep(self.settings.shutdown_drain_seconds)
+        for session in list(self._sessions):
+            session.go_away()
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_grace_seconds
+        while self._sessions and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        if self._presence is not None:
+            await self._presence.close()
+        with contextlib.suppress(Exception):
+            await self._nc.drain()
+
+
+def _select_subprotocol(
+    connection: ServerConnection, subprotocols: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    if protocol.SUBPROTOCOL in subprotocols:
+        return Subprotocol(protocol.SUBPROTOCOL)
+    return None
