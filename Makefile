@@ -20,6 +20,7 @@ help:
 
 install:
 	$(UV) sync --frozen
+	npm ci --prefix tools/node --no-audit --no-fund --loglevel=error
 
 up: install
 	$(RUN) python -m murmur_devstack up
