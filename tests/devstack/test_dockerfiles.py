@@ -29,8 +29,9 @@ def _copied(dockerfile: str) -> set[str]:
 
 def test_every_service_directory_has_a_dockerfile() -> None:
     # The pipeline runs from the timeline's image; every other service has its own.
-    assert SERVICES == sorted(
-        p.name for p in (ROOT / "services").iterdir() if (p / "pyproject.toml").exists()
+    assert (
+        sorted(p.name for p in (ROOT / "services").iterdir() if (p / "pyproject.toml").exists())
+        == SERVICES
     )
 
 

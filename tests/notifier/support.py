@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -67,6 +67,22 @@ def http_base(stack: Stack) -> str:
     return ws_url(stack).replace("ws://", "http://").removesuffix("/v1/ws")
 
 
+async def closed_with(
+    ws: ClientConnection,
+    timeout: float = 5.0,
+    *,
+    on_message: Callable[[str | bytes], None] | None = None,
+) -> tuple[int | None, str]:
+    """Read until the server closes (each message to ``on_message``); its
+    close code and reason."""
+    async with asyncio.timeout(timeout):
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                if on_message is not None:
+                    on_message(raw)
+    return ws.close_code, ws.close_reason or ""
+
+
 class Client:
     """A native-protocol client over one connection."""
 
@@ -102,11 +118,7 @@ class Client:
 
     async def closed_with(self, timeout: float = 5.0) -> tuple[int | None, str]:
         """Read until the server closes; its close code and reason."""
-        async with asyncio.timeout(timeout):
-            with contextlib.suppress(ConnectionClosed):
-                async for _ in self.ws:
-                    pass
-        return self.ws.close_code, self.ws.close_reason or ""
+        return await closed_with(self.ws, timeout)
 
 
 @asynccontextmanager

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError
@@ -27,6 +28,11 @@ class Delivery:
     encoded: bytes
     # When this process received it (monotonic), for the delivery latency.
     received_at: float
+    # The decoded parts, for encodings other than ``encoded`` (GraphQL).
+    event_id: str = ""
+    occurred_at: str | None = None
+    # The payload as JSON-ready values, protobuf field names as keys.
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def decode(seq: int, data: bytes) -> Delivery:
@@ -34,18 +40,20 @@ def decode(seq: int, data: bytes) -> Delivery:
         event = events_pb2.UserEvent.FromString(data)
     except DecodeError as exc:
         raise Undeliverable("not a UserEvent") from exc
-    field = event.WhichOneof("payload")
-    if field is None:
+    which = event.WhichOneof("payload")
+    if which is None:
         raise Undeliverable("no payload")
-    payload = getattr(event, field)
-    kind = subjects.kind_of_payload_field(field)
-    author = payload.author_id if field in ("post_created", "post_deleted") else ""
+    payload = getattr(event, which)
+    kind = subjects.kind_of_payload_field(which)
+    author = payload.author_id if which in ("post_created", "post_deleted") else ""
+    occurred_at = event.occurred_at.ToJsonString() if event.HasField("occurred_at") else None
+    fields = MessageToDict(payload, preserving_proto_field_name=True)
     body = {
         "seq": seq,
         "kind": kind,
         "event_id": event.event_id,
-        "occurred_at": event.occurred_at.ToJsonString() if event.HasField("occurred_at") else None,
-        "data": MessageToDict(payload, preserving_proto_field_name=True),
+        "occurred_at": occurred_at,
+        "data": fields,
     }
     return Delivery(
         seq=seq,
@@ -53,4 +61,7 @@ def decode(seq: int, data: bytes) -> Delivery:
         author_id=author,
         encoded=json.dumps(body, separators=(",", ":")).encode(),
         received_at=time.monotonic(),
+        event_id=event.event_id,
+        occurred_at=occurred_at,
+        data=fields,
     )

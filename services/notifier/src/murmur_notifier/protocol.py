@@ -11,10 +11,9 @@ from typing import Any
 
 from murmur_core import subjects
 from murmur_core.auth import USER_ID_PATTERN
+from murmur_notifier.errors import ProtocolError
 
 SUBPROTOCOL = "murmur.v1"
-# A token offered as a subprotocol: ``bearer.<jwt>`` (never echoed back).
-BEARER_PREFIX = "bearer."
 # Kinds a client may ask for (user.created never reaches a user's stream).
 KINDS = frozenset(k for k in subjects.EVENT_KINDS if k != subjects.USER_CREATED)
 MAX_TOKEN_CHARS = 4096
@@ -30,15 +29,6 @@ class Close(enum.IntEnum):
     FORBIDDEN = 4403
     TOO_SLOW = 4408
     FLOOD = 4429
-
-
-class ProtocolError(Exception):
-    """Close the connection with ``code``; ``reason`` goes to the client."""
-
-    def __init__(self, code: Close, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """Assembles the notifier: the WebSocket listener (with ``/healthz`` and
-``/readyz`` on the same port), NATS, interest routing, presence and metrics;
+``/readyz`` on the same port) speaking ``murmur.v1`` (session.py) or
+``graphql-transport-ws`` (graphql_ws/), NATS, interest routing, presence and metrics;
 stops by draining: refuse new connections, tell open ones to reconnect
 elsewhere after what is queued, then close."""
 
@@ -23,8 +24,11 @@ from murmur.cache.v1 import cache_service_pb2 as cache_rpc
 from murmur_core import nats as murmur_nats
 from murmur_core.metrics import start_metrics_listener
 from murmur_notifier import protocol
+from murmur_notifier.connection import Connection, Services
+from murmur_notifier.graphql_ws import messages as graphql_messages
+from murmur_notifier.graphql_ws.session import GraphqlConnection
 from murmur_notifier.router import Router
-from murmur_notifier.session import Services, Session
+from murmur_notifier.session import Session
 from murmur_notifier.settings import NotifierSettings
 
 if TYPE_CHECKING:
@@ -80,7 +84,7 @@ class NotifierServer:
         self.port = 0
         self._nc = nc
         self._services = services
-        self._sessions: set[Session] = set()
+        self._sessions: set[Connection] = set()
         self._accepting = True
         self._server: Server | None = None
         self._presence: Presence | None = None
@@ -142,7 +146,11 @@ class NotifierServer:
                 sock.setsockopt(
                     socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.send_buffer_bytes
                 )
-        session = Session(ws, self._services)
+        session: Connection
+        if ws.subprotocol == graphql_messages.SUBPROTOCOL:
+            session = GraphqlConnection(ws, self._services)
+        else:
+            session = Session(ws, self._services)
         self._sessions.add(session)
         try:
             await session.run()
@@ -172,6 +180,8 @@ class NotifierServer:
 def _select_subprotocol(
     connection: ServerConnection, subprotocols: Sequence[Subprotocol]
 ) -> Subprotocol | None:
-    if protocol.SUBPROTOCOL in subprotocols:
-        return Subprotocol(protocol.SUBPROTOCOL)
+    # The native protocol when offered; no subprotocol at all is native too.
+    for name in (protocol.SUBPROTOCOL, graphql_messages.SUBPROTOCOL):
+        if name in subprotocols:
+            return Subprotocol(name)
     return None

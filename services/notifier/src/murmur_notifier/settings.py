@@ -22,8 +22,12 @@ class NotifierSettings(TokenVerifyingSettings):
     # A connected user's activity is recorded again this often.
     presence_every_seconds: float = Field(default=3600.0, gt=0)
 
-    # A connection must authenticate within this long.
+    # A connection must authenticate within this long (graphql-transport-ws:
+    # send connection_init, else it is closed 4408).
     auth_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Subscriptions one graphql-transport-ws connection may hold at once
+    # (each may hold back live events while it resumes).
+    graphql_max_subscriptions: int = Field(default=16, ge=1)
 
     # Server heartbeats (and WebSocket pings) this often; a peer silent for
     # two of them is gone.

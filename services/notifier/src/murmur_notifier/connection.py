@@ -1,0 +1,174 @@
+"""A client connection, whatever its protocol: authenticated once, then a
+member of the router for its user, with its subscriptions (one in the native
+protocol, any number in graphql-transport-ws), one outbound queue and
+sender (outbox.py), a client message budget, heartbeats and the token's
+expiry. Front-ends (session.py, graphql_ws/session.py) subclass it for what
+their protocol says differently: messages, and the close codes of what the
+two protocols share (too slow, going away, token expired, flooding)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+from nats.js import JetStreamContext
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from murmur_core.auth import Principal, TokenVerifier
+from murmur_notifier import metrics
+from murmur_notifier.errors import ProtocolError
+from murmur_notifier.events import Delivery
+from murmur_notifier.outbox import Outbox, Outgoing
+from murmur_notifier.router import Router
+from murmur_notifier.settings import NotifierSettings
+from murmur_notifier.subscriber import Subscriber
+
+# A token offered as a subprotocol: ``bearer.<jwt>`` (never echoed back).
+BEARER_PREFIX = "bearer."
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: NotifierSettings
+    verifier: TokenVerifier
+    router: Router
+    js: JetStreamContext
+
+
+class Connection:
+    # Close code for a client sending more messages than its budget.
+    FLOOD_CODE: ClassVar[int]
+
+    def __init__(self, ws: ServerConnection, services: Services) -> None:
+        self.ws = ws
+        self.services = services
+        self.settings = services.settings
+        self.user_id = ""
+        self.expires_at = 0.0
+        # By subscription id ("" for the native protocol's only one).
+        self.subscribers: dict[str, Subscriber] = {}
+        self.outbox = Outbox(ws, self.settings, self.frames, self.too_slow)
+        rate = self.settings.client_messages_per_second
+        self._tokens = 2 * rate
+        self._refilled = time.monotonic()
+
+    # What each protocol implements
+
+    async def authenticate(self) -> Principal:
+        """Read the client's credentials (raising ProtocolError to refuse)."""
+        raise NotImplementedError
+
+    def welcome(self) -> None:
+        """Queue the first message after authentication."""
+        raise NotImplementedError
+
+    def handle(self, raw: str | bytes) -> None:
+        """One client message after authentication."""
+        raise NotImplementedError
+
+    def frames(self, batch: list[Outgoing]) -> list[bytes]:
+        raise NotImplementedError
+
+    def heartbeat(self) -> None:
+        raise NotImplementedError
+
+    def too_slow(self) -> None:
+        """A live event did not fit the queue: close, telling where to resume."""
+        raise NotImplementedError
+
+    def go_away(self) -> None:
+        """Tell the client to reconnect elsewhere, after what is queued."""
+        raise NotImplementedError
+
+    def expired(self) -> None:
+        """The token expired (and was not refreshed where the protocol can)."""
+        raise NotImplementedError
+
+    # Lifecycle
+
+    async def run(self) -> None:
+        try:
+            principal = await self.authenticate()
+        except ProtocolError as err:
+            await self.outbox.close_now(err.code, err.reason)
+            return
+        except ConnectionClosed:
+            return
+        user_id = self.user_id = principal.user_id
+        self.expires_at = principal.expires_at
+        await self.services.router.join(user_id, self)
+        metrics.CONNECTIONS.inc()
+        self.welcome()
+        sender = asyncio.create_task(self.outbox.run())
+        timers = asyncio.create_task(self._timers())
+        try:
+            async for raw in self.ws:
+                self.spend_token()
+                self.handle(raw)
+        except ProtocolError as err:
+            await self.outbox.close_now(err.code, err.reason)
+        except ConnectionClosed:
+            pass
+        finally:
+            timers.cancel()
+            for subscriber in self.subscribers.values():
+                subscriber.stop()
+            # The sender ends by closing when asked to; otherwise it is cut short.
+            if not self.outbox.closing:
+                sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await asyncio.wait_for(sender, timeout=self.settings.shutdown_grace_seconds)
+            await self.services.router.leave(user_id, self)
+            metrics.CONNECTIONS.dec()
+            self.outbox.discard()
+
+    def offer(self, delivery: Delivery) -> None:
+        """A live event for this connection's user (called by the router)."""
+        for subscriber in self.subscribers.values():
+            subscriber.offer(delivery)
+
+    def retry_after_ms(self) -> int:
+        """How long a client told to go away waits: jittered, so a draining
+        instance's clients do not all come back at once."""
+        wait = self.settings.retry_after_seconds * (1 + random.random())  # noqa: S311
+        return int(wait * 1000)
+
+    def offered_token(self) -> str | None:
+        """A token offered as a ``bearer.<jwt>`` subprotocol, if any."""
+        request = self.ws.request
+        if request is None:
+            return None
+        for header in request.headers.get_all("Sec-WebSocket-Protocol"):
+            for offered in header.split(","):
+                offered = offered.strip()
+                if offered.startswith(BEARER_PREFIX):
+                    return offered[len(BEARER_PREFIX) :]
+        return None
+
+    def spend_token(self) -> None:
+        """Count a client message against its budget (a bucket of twice the
+        rate absorbs bursts)."""
+        rate = self.settings.client_messages_per_second
+        now = time.monotonic()
+        self._tokens = min(2 * rate, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens < 1:
+            raise ProtocolError(self.FLOOD_CODE, "too many messages")
+        self._tokens -= 1
+
+    async def _timers(self) -> None:
+        """Heartbeats, and the close when the token expires."""
+        every = self.settings.heartbeat_seconds
+        while True:
+            left = self.expires_at - time.time()
+            if left <= 0:
+                self.expired()
+                return
+            await asyncio.sleep(min(every, left))
+            if self.expires_at - time.time() > 0:
+                self.heartbeat()

@@ -1,0 +1,1 @@
+"""graphql-transport-ws, the notifier's second protocol (GRAPHQL.md)."""

@@ -1,0 +1,180 @@
+"""One connection's outbound queue and the task that drains it, whatever the
+protocol: bounded in bytes so a slow client only ever delays itself, events
+coalesced over a few milliseconds, and a close that either flushes what is
+queued first (going away) or cuts it short (too slow, token expired)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+
+from murmur_notifier import metrics
+from murmur_notifier.errors import fit_reason
+from murmur_notifier.events import Delivery
+from murmur_notifier.settings import NotifierSettings
+
+if TYPE_CHECKING:
+    from murmur_notifier.subscriber import Subscriber
+
+
+class Outgoing:
+    """An event on its way to one subscription, encoded for it (the bytes
+    are shared with every other subscription that encodes it alike)."""
+
+    __slots__ = ("delivery", "encoded", "subscriber")
+
+    def __init__(self, subscriber: Subscriber, delivery: Delivery, encoded: bytes) -> None:
+        self.subscriber = subscriber
+        self.delivery = delivery
+        self.encoded = encoded
+
+
+# Turns a run of queued events into the frames the protocol sends for them.
+Framer = Callable[[list[Outgoing]], list[bytes]]
+
+
+# A close reason, or how to word it when the close is sent: a flushing close
+# reports the position reached after what it flushed.
+Reason = str | Callable[[], str]
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    code: int
+    reason: Reason
+    # Send what is queued first (going away), or not (too slow, expired).
+    flush: bool
+
+
+class Outbox:
+    def __init__(
+        self,
+        ws: ServerConnection,
+        settings: NotifierSettings,
+        framer: Framer,
+        too_slow: Callable[[], None],
+    ) -> None:
+        self._ws = ws
+        self._settings = settings
+        self._framer = framer
+        self._too_slow = too_slow
+        self._queue: deque[Outgoing | bytes] = deque()
+        self.queued_bytes = 0
+        self._wake = asyncio.Event()
+        # Set whenever the queue shrinks: paced replays wait on it.
+        self._room = asyncio.Event()
+        self.close_request: CloseRequest | None = None
+
+    @property
+    def closing(self) -> bool:
+        return self.close_request is not None
+
+    # Producers
+
+    def send(self, message: bytes) -> None:
+        """A protocol message, sent after what is queued (dropped once closing)."""
+        self._push(message, len(message))
+
+    def send_event(self, item: Outgoing) -> None:
+        """A live event: a client whose queue cannot take it is too slow."""
+        size = len(item.encoded)
+        if self.queued_bytes + size > self._settings.queue_max_bytes:
+            self._too_slow()
+            return
+        self._push(item, size)
+
+    def send_replayed(self, item: Outgoing) -> None:
+        # Bounded by the pacing of replays (wait_for_room), not by the too-slow rule.
+        self._push(item, len(item.encoded))
+
+    async def wait_for_room(self) -> None:
+        """Return once the queue is at most half full, or closing: replays read
+        the stream only as fast as the client takes what they queue."""
+        while self.queued_bytes > self._settings.queue_max_bytes // 2 and not self.closing:
+            self._room.clear()
+            await self._room.wait()
+
+    def _push(self, item: Outgoing | bytes, size: int) -> None:
+        if self.close_request is not None:
+            return
+        self._queue.append(item)
+        self.queued_bytes += size
+        metrics.QUEUED_BYTES.inc(size)
+        self._wake.set()
+
+    # Closing
+
+    def request_close(self, code: int, reason: Reason, *, flush: bool) -> None:
+        """Close from the sender (the first request wins)."""
+        if self.close_request is None:
+            self.close_request = CloseRequest(code, reason, flush)
+            self._wake.set()
+            # A replay waiting for room stops at once.
+            self._room.set()
+
+    async def close_now(self, code: int, reason: str) -> None:
+        metrics.CLOSES.labels(str(int(code))).inc()
+        await self._ws.close(int(code), fit_reason(reason))
+
+    def discard(self) -> None:
+        """The connection is over: what is still queued is no longer counted."""
+        metrics.QUEUED_BYTES.dec(self.queued_bytes)
+        self.queued_bytes = 0
+        self._queue.clear()
+
+    # The sender
+
+    async def run(self) -> None:
+        settings = self._settings
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue and (self.close_request is None or self.close_request.flush):
+                if (
+                    settings.coalesce_seconds
+                    and isinstance(self._queue[0], Outgoing)
+                    and len(self._queue) < settings.frame_max_events
+                ):
+                    await asyncio.sleep(settings.coalesce_seconds)
+                for frame in self._next_frames():
+                    await self._ws.send(frame, text=True)
+            if (request := self.close_request) is not None:
+                reason = request.reason if isinstance(request.reason, str) else request.reason()
+                await self.close_now(request.code, reason)
+                return
+
+    def _next_frames(self) -> list[bytes]:
+        head = self._queue.popleft()
+        if not isinstance(head, Outgoing):
+            self._forget(len(head))
+            return [head]
+        batch = [head]
+        limit = self._settings.frame_max_events
+        while self._queue and len(batch) < limit and isinstance(self._queue[0], Outgoing):
+            batch.append(self._queue.popleft())  # type: ignore[arg-type]
+        self._forget(sum(len(item.encoded) for item in batch))
+        # A subscription the client completed gets nothing more, even if queued.
+        batch = [item for item in batch if item.subscriber.active]
+        if not batch:
+            return []
+        now = time.monotonic()
+        for item in batch:
+            metrics.DELIVERY_SECONDS.observe(now - item.delivery.received_at)
+            # Written from here on: where this subscription resumes from.
+            item.subscriber.position = item.delivery.seq
+        frames = self._framer(batch)
+        metrics.DELIVERED.inc(len(batch))
+        metrics.FRAMES.inc(len(frames))
+        metrics.LAG_EVENTS.observe(len(self._queue))
+        return frames
+
+    def _forget(self, size: int) -> None:
+        self.queued_bytes -= size
+        metrics.QUEUED_BYTES.dec(size)
+        self._room.set()
