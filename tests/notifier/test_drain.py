@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 
 from murmur_devstack import Stack
 
+from .sse_support import stream
 from .support import Client, client, closed_with, http_base, publish_post, unique
 
 Token = Callable[[str], str]
@@ -41,18 +42,22 @@ async def test_sigterm_drains_connections_with_a_retry_hint_and_loses_nothing(
     notifier_stack: Stack, js: JetStreamContext, token_for: Token
 ) -> None:
     users = [unique("drain") for _ in range(3)]
+    sse_user = unique("draine")
     process = notifier_stack.process("notifier")
     async with (
         client(notifier_stack, token_for(users[0])) as c0,
         client(notifier_stack, token_for(users[1])) as c1,
         client(notifier_stack, token_for(users[2])) as c2,
+        stream(notifier_stack, token_for(sse_user)) as sse,
     ):
         clients = (c0, c1, c2)
         for c in clients:
             await c.expect("ready")
             await c.send(type="subscribe")
             await c.expect("subscribed")
+        await sse.expect("subscribed")
         sent = {u: [await publish_post(js, u, "author") for _ in range(4)] for u in users}
+        sse_sent = [await publish_post(js, sse_user, "author") for _ in range(2)]
 
         stopping = asyncio.create_task(process.stop(grace=15))
         async with httpx.AsyncClient() as http:
@@ -68,7 +73,16 @@ async def test_sigterm_drains_connections_with_a_retry_hint_and_loses_nothing(
         assert int(refused.headers["Retry-After"]) >= 1
 
         closes = await asyncio.gather(*(_read_until_closed(c) for c in clients))
+        await sse.events_until(2)
+        event, sse_close = await sse.record(timeout=10)
         assert await stopping == 0, "the notifier did not exit cleanly"
+
+    # The event stream says the same, and sets EventSource's reconnection delay.
+    assert [e["seq"] for e in sse.events] == sse_sent
+    assert event == "close"
+    assert sse_close["code"] == 1001
+    assert sse.retry_ms == json.loads(sse_close["reason"])["retry_after_ms"]
+    assert sse.last_event_id == str(sse_sent[-1])
 
     for c, user, (code, reason) in zip(clients, users, closes, strict=True):
         assert code == 1001

@@ -230,7 +230,7 @@ GATEWAY = ServiceSpec(
 NOTIFIER = ServiceSpec(
     name="notifier",
     command=python_service("murmur_notifier"),
-    ports={"NOTIFIER_PORT": 8090, "NOTIFIER_METRICS_PORT": 9467},
+    ports={"NOTIFIER_PORT": 8090, "NOTIFIER_SSE_PORT": 8091, "NOTIFIER_METRICS_PORT": 9467},
     env=lambda w: {
         "NOTIFIER_HOST": w.host,
         "NOTIFIER_NATS_URL": w.nats_url,
@@ -240,6 +240,7 @@ NOTIFIER = ServiceSpec(
     probe=lambda w: http_readyz(w.port("NOTIFIER_PORT"), w.host),
     urls=lambda w: {
         "notifier": f"ws://{w.addr('NOTIFIER_PORT')}/v1/ws",
+        "notifier_sse": f"http://{w.addr('NOTIFIER_SSE_PORT')}/v1/events",
         "notifier_metrics": f"http://{w.addr('NOTIFIER_METRICS_PORT')}/metrics",
     },
     depends_on=("nats", "cache"),

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from nats.js import JetStreamContext
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request
 
 from murmur_core.auth import Principal, TokenVerifier
 from murmur_notifier import metrics
@@ -32,6 +33,23 @@ from murmur_notifier.subscriber import Subscriber
 BEARER_PREFIX = "bearer."
 
 
+class Channel(Protocol):
+    """What a connection needs of its transport: a WebSocket
+    (``ServerConnection``), or an event stream (sse.py). Sends and reads
+    raise ``ConnectionClosed`` once the peer is gone."""
+
+    @property
+    def request(self) -> Request | None: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: bytes, *, text: bool | None = None) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
 @dataclass(frozen=True)
 class Services:
     settings: NotifierSettings
@@ -44,7 +62,7 @@ class Connection:
     # Close code for a client sending more messages than its budget.
     FLOOD_CODE: ClassVar[int]
 
-    def __init__(self, ws: ServerConnection, services: Services) -> None:
+    def __init__(self, ws: Channel, services: Services) -> None:
         self.ws = ws
         self.services = services
         self.settings = services.settings

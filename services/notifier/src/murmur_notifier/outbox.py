@@ -12,14 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from websockets.asyncio.server import ServerConnection
-
 from murmur_notifier import metrics
 from murmur_notifier.errors import fit_reason
 from murmur_notifier.events import Delivery
 from murmur_notifier.settings import NotifierSettings
 
 if TYPE_CHECKING:
+    from murmur_notifier.connection import Channel
     from murmur_notifier.subscriber import Subscriber
 
 
@@ -55,7 +54,7 @@ class CloseRequest:
 class Outbox:
     def __init__(
         self,
-        ws: ServerConnection,
+        ws: Channel,
         settings: NotifierSettings,
         framer: Framer,
         too_slow: Callable[[], None],

@@ -71,7 +71,7 @@ def parse(raw: str | bytes) -> ClientMessage:
             raise _invalid("auth needs a token")
         return Auth(token)
     if kind == "subscribe":
-        return _subscribe(message)
+        return subscription(message)
     if kind == "ping":
         ping_id = message.get("id")
         if ping_id is not None and (
@@ -82,7 +82,8 @@ def parse(raw: str | bytes) -> ClientMessage:
     raise _invalid("unknown message type")
 
 
-def _subscribe(message: dict[str, Any]) -> Subscribe:
+def subscription(message: dict[str, Any]) -> Subscribe:
+    """A subscribe message's fields, checked (also the SSE endpoint's query)."""
     kinds = message.get("kinds")
     if kinds is not None:
         if not isinstance(kinds, list) or not kinds or not all(k in KINDS for k in kinds):

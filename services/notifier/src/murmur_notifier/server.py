@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import grpc
+import uvicorn
 from nats.aio.client import Client as NatsClient
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -30,6 +31,7 @@ from murmur_notifier.graphql_ws.session import GraphqlConnection
 from murmur_notifier.router import Router
 from murmur_notifier.session import Session
 from murmur_notifier.settings import NotifierSettings
+from murmur_notifier.sse import create_sse_app
 
 if TYPE_CHECKING:
     from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceAsyncStub as CacheStub
@@ -78,15 +80,27 @@ class Presence:
         await self._channel.close()
 
 
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn inside this process's loop: the process's signals are
+    lifecycle's, not uvicorn's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class NotifierServer:
     def __init__(self, settings: NotifierSettings, nc: NatsClient, services: Services) -> None:
         self.settings = settings
         self.port = 0
+        self.sse_port = 0
         self._nc = nc
         self._services = services
         self._sessions: set[Connection] = set()
         self._accepting = True
         self._server: Server | None = None
+        self._sse: _EmbeddedUvicorn | None = None
+        self._sse_serving: asyncio.Task[None] | None = None
         self._presence: Presence | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -120,8 +134,33 @@ class NotifierServer:
             compression=None,
         )
         server.port = next(iter(server._server.sockets)).getsockname()[1]
-        log.info("notifier listening", extra={"port": server.port})
+        if settings.sse_port:
+            await server._start_sse()
+        log.info("notifier listening", extra={"port": server.port, "sse_port": server.sse_port})
         return server
+
+    async def _start_sse(self) -> None:
+        app = create_sse_app(
+            self._services, accepting=lambda: self._accepting, run=self._run_session
+        )
+        config = uvicorn.Config(
+            app,
+            host=self.settings.host,
+            port=self.settings.sse_port,
+            lifespan="off",
+            # Logging is configured already; uvicorn's own would undo it.
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(self.settings.shutdown_grace_seconds) + 1,
+        )
+        sse = self._sse = _EmbeddedUvicorn(config)
+        serving = self._sse_serving = asyncio.create_task(sse.serve())
+        while not sse.started:
+            if serving.done():
+                serving.result()  # raises why it could not start
+                raise RuntimeError("the SSE listener stopped while starting")
+            await asyncio.sleep(0.01)
+        self.sse_port = sse.servers[0].sockets[0].getsockname()[1]
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -151,6 +190,9 @@ class NotifierServer:
             session = GraphqlConnection(ws, self._services)
         else:
             session = Session(ws, self._services)
+        await self._run_session(session)
+
+    async def _run_session(self, session: Connection) -> None:
         self._sessions.add(session)
         try:
             await session.run()
@@ -169,6 +211,9 @@ class NotifierServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._sse is not None and self._sse_serving is not None:
+            self._sse.should_exit = True
+            await self._sse_serving
         for task in self._tasks:
             task.cancel()
         if self._presence is not None:

@@ -14,6 +14,9 @@ class NotifierSettings(TokenVerifyingSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8090, ge=0, le=65535)
     metrics_port: int = 9467
+    # Server-sent events (GET /v1/events) for clients without WebSocket;
+    # 0: no SSE listener.
+    sse_port: int = Field(default=8091, ge=0, le=65535)
     nats_url: str = "nats://127.0.0.1:4222"
     # The cache records who is connected (activity), so the pipeline fans out
     # to them; empty runs without presence.
