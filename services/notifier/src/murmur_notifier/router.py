@@ -12,12 +12,16 @@ from typing import Protocol
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from murmur_core import subjects
+from murmur_core.nats import extract_trace_context
 from murmur_notifier import metrics
 from murmur_notifier.events import Delivery, Undeliverable, decode
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 SEQUENCE_HEADER = "Nats-Sequence"
 
@@ -71,5 +75,27 @@ class Router:
             metrics.UNDELIVERABLE.inc()
             log.warning("undeliverable user event", extra={"error": repr(exc)})
             return
-        for listener in list(self._listeners.get(user_id, ())):
-            listener.offer(delivery)
+        listeners = list(self._listeners.get(user_id, ()))
+        # The event continues the trace of the post that caused it (the
+        # pipeline puts its context in the headers). An event without one
+        # starts no trace: a root span per delivery would be noise.
+        context = extract_trace_context(msg.headers)
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            for listener in listeners:
+                listener.offer(delivery)
+            return
+        with tracer.start_as_current_span(
+            "notifier deliver",
+            context=context,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                # The template: a user id is not for traces.
+                "messaging.destination.template": "murmur.live.user.{user_id}.{kind}",
+                "murmur.event.kind": delivery.kind,
+                "murmur.event.seq": delivery.seq,
+                "murmur.notifier.connections": len(listeners),
+            },
+        ):
+            for listener in listeners:
+                listener.offer(delivery)

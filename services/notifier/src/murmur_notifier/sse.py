@@ -77,17 +77,17 @@ class EventStream:
         # A client that stopped reading may never take the close record: the
         # session ends anyway after CLOSE_TIMEOUT_SECONDS, as a WebSocket's does.
         try:
-            await self._put(record, timeout=CLOSE_TIMEOUT_SECONDS)
-            await self._put(None, timeout=CLOSE_TIMEOUT_SECONDS)
+            await self._put(record, within=CLOSE_TIMEOUT_SECONDS)
+            await self._put(None, within=CLOSE_TIMEOUT_SECONDS)
         finally:
             self.hang_up()
 
-    async def _put(self, record: bytes | None, timeout: float | None = None) -> None:
+    async def _put(self, record: bytes | None, within: float | None = None) -> None:
         if self._gone.is_set():
             raise ConnectionClosed(None, None)
         put = asyncio.ensure_future(self._records.put(record))
         gone = asyncio.ensure_future(self._gone.wait())
-        await asyncio.wait((put, gone), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((put, gone), timeout=within, return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
         if not put.done():
             put.cancel()

@@ -1,0 +1,94 @@
+"""A delivered event continues the trace of the post that caused it; an
+event without trace context starts none. In process: the router with a fake
+NATS connection behind the one method it uses."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, cast
+
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from murmur.events.v1 import events_pb2
+from murmur_core import subjects
+from murmur_core.nats import inject_trace_context
+from murmur_core.service_info import ServiceInfo
+from murmur_core.telemetry import setup_tracing
+from murmur_notifier.events import Delivery
+from murmur_notifier.router import SEQUENCE_HEADER, Router
+
+
+class _Subscription:
+    async def unsubscribe(self) -> None:
+        return None
+
+
+class _FakeNats:
+    def __init__(self) -> None:
+        self.callbacks: dict[str, Callable[[Msg], Awaitable[None]]] = {}
+
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]]) -> _Subscription:
+        self.callbacks[subject] = cb
+        return _Subscription()
+
+
+class _Listener:
+    def __init__(self) -> None:
+        self.offered: list[Delivery] = []
+
+    def offer(self, delivery: Delivery) -> None:
+        self.offered.append(delivery)
+
+
+@pytest.fixture(scope="module")
+def spans() -> Iterator[InMemorySpanExporter]:
+    provider = setup_tracing(ServiceInfo(name="notifier-tests", version="test"))
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
+
+
+def _message(user: str, seq: int, headers: dict[str, str]) -> Msg:
+    event = events_pb2.UserEvent(event_id="e1", user_id=user)
+    event.post_created.post_id = "p1"
+    event.post_created.author_id = "alice"
+    subject = subjects.user_subject(user, subjects.POST_CREATED).replace(
+        "murmur.user.", f"{subjects.USER_LIVE_PREFIX}.", 1
+    )
+    return Msg(
+        cast(Any, None),
+        subject=subject,
+        data=event.SerializeToString(),
+        headers={**headers, SEQUENCE_HEADER: str(seq)},
+    )
+
+
+async def test_delivery_span_is_a_child_of_the_post_trace(spans: InMemorySpanExporter) -> None:
+    nc = _FakeNats()
+    router = Router(cast(NatsClient, nc))
+    listener = _Listener()
+    await router.join("bob", listener)
+    [deliver] = nc.callbacks.values()
+
+    with trace.get_tracer("test").start_as_current_span("fan-out page") as parent:
+        headers = inject_trace_context()
+    spans.clear()
+    await deliver(_message("bob", 7, headers))
+    await deliver(_message("bob", 8, {}))
+
+    assert [d.seq for d in listener.offered] == [7, 8]
+    [span] = spans.get_finished_spans()
+    assert span.name == "notifier deliver"
+    assert span.context is not None and span.parent is not None
+    assert span.context.trace_id == parent.get_span_context().trace_id
+    assert span.parent.span_id == parent.get_span_context().span_id
+    attributes = dict(span.attributes or {})
+    assert attributes["murmur.event.seq"] == 7
+    assert attributes["murmur.notifier.connections"] == 1
+    assert "bob" not in str(attributes), "a user id in a span"
