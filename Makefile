@@ -4,7 +4,7 @@ UV := $(shell ./scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout
+.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout bench-notifier
 
 help:
 	@echo "make up            run the whole stack locally (Ctrl-C stops it)"
@@ -17,6 +17,7 @@ help:
 	@echo "make uuid7         print a new post id (UUIDv7)"
 	@echo "make bench-cache   feed cache benchmark vs plain cache-aside (QUICK=1: under a minute)"
 	@echo "make bench-fanout  fan-out pipeline: inserts/s, post-to-visible, hybrid on/off (QUICK=1)"
+	@echo "make bench-notifier  notifier delivery latency, burst rate, memory vs a naive FastAPI loop (QUICK=1)"
 
 install:
 	$(UV) sync --frozen
@@ -57,5 +58,8 @@ bench-cache: install
 
 bench-fanout: install
 	$(RUN) python bench/bench_fanout.py $(if $(filter 1,$(QUICK)),--quick)
+
+bench-notifier: install
+	$(RUN) python bench/bench_notifier.py $(if $(filter 1,$(QUICK)),--quick)
 
 ci: protos-check lint test

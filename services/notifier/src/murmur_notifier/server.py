@@ -66,7 +66,10 @@ class Presence:
                 timeout=self._settings.cache_timeout_seconds,
             )
         except grpc.aio.AioRpcError as exc:
-            log.warning("presence not recorded", extra={"code": exc.code().name})
+            # NOT_FOUND: a valid token for a user not registered (yet); nothing
+            # to record, and no fault of ours.
+            level = logging.DEBUG if exc.code() == grpc.StatusCode.NOT_FOUND else logging.WARNING
+            log.log(level, "presence not recorded", extra={"code": exc.code().name})
 
     async def refresh_forever(self) -> None:
         while True:
