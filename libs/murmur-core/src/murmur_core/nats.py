@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.errors import SlowConsumerError
 from nats.js import JetStreamContext
 from nats.js.api import RePublish, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -23,11 +24,17 @@ async def connect(
     name: str,
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    on_slow_consumer: Callable[[SlowConsumerError], Awaitable[None]] | None = None,
 ) -> NatsClient:
     """Connect with endless reconnects: a NATS restart costs latency, not the
-    process. The hooks let a service react to losing its subscriptions."""
+    process. The hooks let a service react to losing its subscriptions, or
+    messages of one (``on_slow_consumer``: its pending limit overflowed and
+    the client dropped a message; called for each)."""
 
     async def on_error(exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError) and on_slow_consumer is not None:
+            await on_slow_consumer(exc)
+            return
         log.warning("nats error", extra={"error": repr(exc)})
 
     async def disconnected() -> None:

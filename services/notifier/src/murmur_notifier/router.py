@@ -12,6 +12,7 @@ from typing import Protocol
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import SlowConsumerError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -24,10 +25,16 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 SEQUENCE_HEADER = "Nats-Sequence"
+# Events whose span this instance has started: a post reaches it as one copy
+# per follower connected here, and one span per event is enough.
+_TRACED_MAX = 4096
 
 
 class Listener(Protocol):
     def offer(self, delivery: Delivery) -> None: ...
+
+    def go_away(self) -> None:
+        """Events for it were lost here: it must resume (from JetStream)."""
 
 
 class Router:
@@ -37,6 +44,7 @@ class Router:
         self._subscriptions: dict[str, Subscription] = {}
         # Told of each user who gets a first connection here (presence).
         self.on_join: Callable[[str], None] | None = None
+        self._traced: dict[str, None] = {}
 
     async def join(self, user_id: str, listener: Listener) -> None:
         listeners = self._listeners.setdefault(user_id, set())
@@ -65,6 +73,21 @@ class Router:
     def users(self) -> list[str]:
         return list(self._subscriptions)
 
+    async def dropped(self, error: SlowConsumerError) -> None:
+        """The client dropped a message of one user's subscription (its
+        pending limit overflowed): that user's connections here resume from
+        their positions, so nothing is lost, only delayed. nats-py reports
+        each dropped message; the first one sends them away."""
+        if not error.subject.startswith(subjects.USER_LIVE_PREFIX + "."):
+            return
+        user_id = error.subject.split(".", 4)[3]
+        listeners = self._listeners.get(user_id, set())
+        if listeners:
+            metrics.DROPPED_USERS.inc()
+            log.warning("live events dropped: the user's connections resume")
+        for listener in list(listeners):
+            listener.go_away()
+
     async def _deliver(self, msg: Msg) -> None:
         # murmur.live.user.<user_id>.<kind...>
         user_id = msg.subject.split(".", 4)[3]
@@ -76,6 +99,13 @@ class Router:
             log.warning("undeliverable user event", extra={"error": repr(exc)})
             return
         listeners = list(self._listeners.get(user_id, ()))
+        if delivery.event_id in self._traced:
+            for listener in listeners:
+                listener.offer(delivery)
+            return
+        if len(self._traced) >= _TRACED_MAX:
+            del self._traced[next(iter(self._traced))]
+        self._traced[delivery.event_id] = None
         # The event continues the trace of the post that caused it (the
         # pipeline puts its context in the headers). An event without one
         # starts no trace: a root span per delivery would be noise.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import grpc
 import uvicorn
 from nats.aio.client import Client as NatsClient
+from nats.errors import SlowConsumerError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
@@ -24,7 +25,7 @@ from websockets.typing import Subprotocol
 from murmur.cache.v1 import cache_service_pb2 as cache_rpc
 from murmur_core import nats as murmur_nats
 from murmur_core.metrics import start_metrics_listener
-from murmur_notifier import protocol
+from murmur_notifier import metrics, protocol
 from murmur_notifier.connection import Connection, Services
 from murmur_notifier.graphql_ws import messages as graphql_messages
 from murmur_notifier.graphql_ws.session import GraphqlConnection
@@ -110,9 +111,30 @@ class NotifierServer:
     @classmethod
     async def start(cls, settings: NotifierSettings) -> NotifierServer:
         verifier = settings.token_verifier()
-        nc = await murmur_nats.connect(settings.nats_url, name="notifier")
+        sessions: set[Connection] = set()
+
+        async def reconnected() -> None:
+            # Core NATS kept nothing for this instance while it was away, and
+            # a server that cut it off as a slow consumer dropped what was
+            # pending: every client resumes from its position (JetStream).
+            metrics.NATS_RECONNECTS.inc()
+            log.warning("nats reconnected: every connection resumes", extra={"n": len(sessions)})
+            for session in list(sessions):
+                session.go_away()
+
+        async def dropped(error: SlowConsumerError) -> None:
+            # Only after connect, which binds router: drops need a subscription.
+            await router.dropped(error)
+
+        nc = await murmur_nats.connect(
+            settings.nats_url,
+            name="notifier",
+            on_reconnect=reconnected,
+            on_slow_consumer=dropped,
+        )
         router = Router(nc)
         server = cls(settings, nc, Services(settings, verifier, router, nc.jetstream()))
+        server._sessions = sessions
         if settings.cache_addr:
             presence = server._presence = Presence(settings, router)
             router.on_join = presence.joined

@@ -1,6 +1,7 @@
-"""A delivered event continues the trace of the post that caused it; an
-event without trace context starts none. In process: the router with a fake
-NATS connection behind the one method it uses."""
+"""The router in process, with a fake NATS connection behind the one method
+it uses: a delivered event continues the trace of the post that caused it
+(an event without trace context starts none), and a user whose live events
+the NATS client dropped has their connections resume."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, cast
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.errors import SlowConsumerError
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -40,9 +42,13 @@ class _FakeNats:
 class _Listener:
     def __init__(self) -> None:
         self.offered: list[Delivery] = []
+        self.sent_away = 0
 
     def offer(self, delivery: Delivery) -> None:
         self.offered.append(delivery)
+
+    def go_away(self) -> None:
+        self.sent_away += 1
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +98,17 @@ async def test_delivery_span_is_a_child_of_the_post_trace(spans: InMemorySpanExp
     assert attributes["murmur.event.seq"] == 7
     assert attributes["murmur.notifier.connections"] == 1
     assert "bob" not in str(attributes), "a user id in a span"
+
+
+async def test_a_user_whose_live_events_were_dropped_resumes() -> None:
+    router = Router(cast(NatsClient, _FakeNats()))
+    bob_phone, bob_laptop, carol = _Listener(), _Listener(), _Listener()
+    for user, listener in (("bob", bob_phone), ("bob", bob_laptop), ("carol", carol)):
+        await router.join(user, listener)
+
+    def dropped(subject: str) -> SlowConsumerError:
+        return SlowConsumerError(subject=subject, reply="", sid=1, sub=cast(Any, None))
+
+    await router.dropped(dropped(f"{subjects.USER_LIVE_PREFIX}.bob.post.created"))
+    await router.dropped(dropped("murmur.cache.invalidate"))
+    assert (bob_phone.sent_away, bob_laptop.sent_away, carol.sent_away) == (1, 1, 0)
