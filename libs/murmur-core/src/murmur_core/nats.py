@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import SlowConsumerError
 from nats.js import JetStreamContext
@@ -16,6 +15,29 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
 log = logging.getLogger(__name__)
+
+
+class Client(NatsClient):
+    """nats-py's client with a faster parser of message headers: every
+    message a stream republishes carries five headers of its own besides the
+    publisher's, and nats-py's parser (a generator per header name to look
+    for whitespace) was the largest single cost of a notifier delivering
+    them. Same result for every well-formed header block (tested against
+    nats-py's own)."""
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for line in raw.split(b"\r\n"):
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            name = name.strip()
+            # Names are ASCII tokens: one word, no whitespace inside.
+            if not name.isascii() or len(name.split()) > 1:
+                continue
+            out[name.decode("ascii")] = value.strip().decode("utf-8", "replace")
+        return out
 
 
 async def connect(
@@ -47,16 +69,18 @@ async def connect(
         if on_reconnect is not None:
             await on_reconnect()
 
-    return await nats.connect(
+    client = Client()
+    await client.connect(
         servers=[url],
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int; seconds, fractions work
         connect_timeout=2,
         error_cb=on_error,
         disconnected_cb=disconnected,
         reconnected_cb=reconnected,
     )
+    return client
 
 
 async def ensure_stream(
