@@ -12,9 +12,7 @@ import logging
 import socket
 from collections.abc import Iterator, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 
-import grpc
 import uvicorn
 from nats.aio.client import Client as NatsClient
 from nats.errors import SlowConsumerError
@@ -22,66 +20,21 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from murmur.cache.v1 import cache_service_pb2 as cache_rpc
 from murmur_core import nats as murmur_nats
 from murmur_core.metrics import start_metrics_listener
 from murmur_notifier import metrics, protocol
 from murmur_notifier.connection import Connection, Services
 from murmur_notifier.graphql_ws import messages as graphql_messages
 from murmur_notifier.graphql_ws.session import GraphqlConnection
+from murmur_notifier.presence import Presence
 from murmur_notifier.router import Router
 from murmur_notifier.session import Session
 from murmur_notifier.settings import NotifierSettings
 from murmur_notifier.sse import create_sse_app
 
-if TYPE_CHECKING:
-    from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceAsyncStub as CacheStub
-else:
-    from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceStub as CacheStub
-
 log = logging.getLogger(__name__)
 
 WEBSOCKET_PATH = "/v1/ws"
-
-
-class Presence:
-    """Connected users are active readers: the cache records them (and warms
-    their first page) when they connect, and again while they stay."""
-
-    def __init__(self, settings: NotifierSettings, router: Router) -> None:
-        self._settings = settings
-        self._router = router
-        self._channel = grpc.aio.insecure_channel(settings.cache_addr)
-        self._cache = CacheStub(self._channel)
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def joined(self, user_id: str) -> None:
-        task = asyncio.create_task(self._record(user_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _record(self, user_id: str) -> None:
-        try:
-            await self._cache.WarmSession(
-                cache_rpc.WarmSessionRequest(user_id=user_id),
-                timeout=self._settings.cache_timeout_seconds,
-            )
-        except grpc.aio.AioRpcError as exc:
-            # NOT_FOUND: a valid token for a user not registered (yet); nothing
-            # to record, and no fault of ours.
-            level = logging.DEBUG if exc.code() == grpc.StatusCode.NOT_FOUND else logging.WARNING
-            log.log(level, "presence not recorded", extra={"code": exc.code().name})
-
-    async def refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.presence_every_seconds)
-            for user_id in self._router.users():
-                await self._record(user_id)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await self._channel.close()
 
 
 class _EmbeddedUvicorn(uvicorn.Server):

@@ -24,6 +24,8 @@ class NotifierSettings(TokenVerifyingSettings):
     cache_timeout_seconds: float = Field(default=2.0, gt=0)
     # A connected user's activity is recorded again this often.
     presence_every_seconds: float = Field(default=3600.0, gt=0)
+    # Presence calls to the cache at once; more wait their turn.
+    presence_concurrency: int = Field(default=32, ge=1)
 
     # A connection must authenticate within this long (graphql-transport-ws:
     # send connection_init, else it is closed 4408).
