@@ -56,6 +56,9 @@ class Services:
     verifier: TokenVerifier
     router: Router
     js: JetStreamContext
+    # Catch-ups (stream reads for subscribe and resume) in flight at once: a
+    # thousand clients resuming together must not time JetStream out.
+    catching_up: asyncio.Semaphore
 
 
 class Connection:

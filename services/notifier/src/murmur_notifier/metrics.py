@@ -37,7 +37,7 @@ DROPPED_USERS = Counter(
     "Times a user's live events were dropped here (this process too slow for"
     " NATS) and their connections were sent to resume.",
 )
-NATS_RECONNECTS = Counter(
-    "murmur_notifier_nats_reconnects_total",
-    "Reconnects to NATS, after which every connection here resumes.",
+NATS_DISCONNECTS = Counter(
+    "murmur_notifier_nats_disconnects_total",
+    "Losses of the NATS connection, at which every connection here is sent to resume.",
 )

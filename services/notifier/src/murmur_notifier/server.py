@@ -66,12 +66,14 @@ class NotifierServer:
         verifier = settings.token_verifier()
         sessions: set[Connection] = set()
 
-        async def reconnected() -> None:
-            # Core NATS kept nothing for this instance while it was away, and
-            # a server that cut it off as a slow consumer dropped what was
-            # pending: every client resumes from its position (JetStream).
-            metrics.NATS_RECONNECTS.inc()
-            log.warning("nats reconnected: every connection resumes", extra={"n": len(sessions)})
+        async def disconnected() -> None:
+            # Core NATS keeps nothing for an absent subscriber, and a server
+            # that cut this one off as a slow consumer dropped what was
+            # pending: every client resumes from JetStream. Sent away now, at
+            # the disconnect: a live event after the gap must not move any
+            # position past it (what is already queued is still flushed).
+            metrics.NATS_DISCONNECTS.inc()
+            log.warning("nats disconnected: every connection resumes", extra={"n": len(sessions)})
             for session in list(sessions):
                 session.go_away()
 
@@ -82,11 +84,18 @@ class NotifierServer:
         nc = await murmur_nats.connect(
             settings.nats_url,
             name="notifier",
-            on_reconnect=reconnected,
+            on_disconnect=disconnected,
             on_slow_consumer=dropped,
         )
         router = Router(nc)
-        server = cls(settings, nc, Services(settings, verifier, router, nc.jetstream()))
+        services = Services(
+            settings,
+            verifier,
+            router,
+            nc.jetstream(),
+            asyncio.Semaphore(settings.replay_concurrency),
+        )
+        server = cls(settings, nc, services)
         server._sessions = sessions
         if settings.cache_addr:
             presence = server._presence = Presence(settings, router)

@@ -53,5 +53,10 @@ class NotifierSettings(TokenVerifyingSettings):
     queue_max_bytes: int = Field(default=1 << 20, ge=1024)
     # A resume that misses more events than this is told to resync instead.
     replay_max_events: int = Field(default=1000, ge=1)
+    # Subscriptions catching up from the stream at once (more wait their
+    # turn), and how long a replay waits for a client to take what it sent
+    # before closing it as too slow.
+    replay_concurrency: int = Field(default=16, ge=1)
+    replay_stall_seconds: float = Field(default=10.0, gt=0)
     # Clients told to reconnect elsewhere wait this long, jittered up to twice.
     retry_after_seconds: float = Field(default=2.0, gt=0)

@@ -108,27 +108,31 @@ class Subscriber:
 
     async def _catch_up(self, after: int | None) -> None:
         try:
-            first, last = await self._stream_bounds()
-            if after is None:
-                self.position = last
-                self._go_live(self.live_message(last), last)
-                return
-            if after + 1 < first:
-                self._resync(last, "resync")
-                return
-            self.position = after
-            replayed = await self._replay(after, last)
-            if replayed is None:
-                _, last = await self._stream_bounds()
-                self._resync(last, "resync_too_many")
-                return
-            metrics.RESUMES.labels("replayed").inc()
-            read_to, count = replayed
-            self._go_live(self.caught_up_message(read_to, count), read_to)
+            async with self._connection.services.catching_up:
+                await self._catch_up_now(after)
         except Exception:
             # JetStream unreachable or failing: the client retries elsewhere.
             log.exception("catching up a subscription failed")
             self._connection.go_away()
+
+    async def _catch_up_now(self, after: int | None) -> None:
+        first, last = await self._stream_bounds()
+        if after is None:
+            self.position = last
+            self._go_live(self.live_message(last), last)
+            return
+        if after + 1 < first:
+            self._resync(last, "resync")
+            return
+        self.position = after
+        replayed = await self._replay(after, last)
+        if replayed is None:
+            _, last = await self._stream_bounds()
+            self._resync(last, "resync_too_many")
+            return
+        metrics.RESUMES.labels("replayed").inc()
+        read_to, count = replayed
+        self._go_live(self.caught_up_message(read_to, count), read_to)
 
     def _resync(self, last: int, outcome: str) -> None:
         metrics.RESUMES.labels(outcome).inc()
@@ -165,7 +169,13 @@ class Subscriber:
         count, seq = 0, after + 1
         while True:
             while seq <= last:
-                await self._outbox.wait_for_room()
+                try:
+                    async with asyncio.timeout(self._connection.settings.replay_stall_seconds):
+                        await self._outbox.wait_for_room()
+                except TimeoutError:
+                    # A client that takes nothing must not hold a catch-up slot.
+                    self._connection.too_slow()
+                    return last, count
                 if self._outbox.closing:
                     return last, count  # closing: nothing more is sent
                 try:
