@@ -43,6 +43,16 @@ from ``tools/node``) holds every connection (notifier: subprotocols
 takes latency = receive time of the frame (``performance.timeOrigin +
 performance.now()``) - ``occurred_at``; it counts events (a sequence not above
 the connection's last one counts as a duplicate, not a delivery) and frames.
+Like a real client of ``murmur.v1``, it reconnects a notifier connection the
+server closed with 1001 (going away: after the reason's ``retry_after_ms``),
+4408 (too slow) or that dropped (1006) (after 200-500 ms), and subscribes with
+``after`` = the last sequence it holds (or the reason's ``resume_after`` if
+higher): the events replayed before ``caught_up`` count as deliveries (their
+latency too: it is what the user waited; the live events' own latency is
+printed apart), a ``resync`` answer (the events in between are gone) is
+counted, and what it skipped shows as lost. Reconnects, resyncs, replayed
+events and close codes are reported per scenario. The baseline has no
+resume: its connections are not reopened.
 
 Scenarios, against each server in turn (notifier first, then the baseline),
 each on connections of its own:
@@ -55,13 +65,17 @@ each on connections of its own:
    that had no connection before: ``bytes_per_conn``.
 2. broadcast: 1,000 connections (QUICK 300) all following one author, who
    posts 20 times a second for 15 s (QUICK 3 s): 20,000 deliveries/s.
-3. burst: the same connections, 2,000 posts (QUICK 160) by 4 authors all of
-   them follow, as fast as the pipeline's publisher goes (each author's posts
-   in order, the authors at once, as the pipeline orders them).
+3. burst: 1,000 fresh connections (QUICK 300) of the same users (broadcast's
+   are closed first, so its closes and reconnects do not spill over), 2,000
+   posts (QUICK 160) by 4 authors all of them follow, as fast as the
+   pipeline's publisher goes (each author's posts in order, the authors at
+   once, as the pipeline orders them).
    Deliveries/s = delivered / (last delivery - first publish).
 
 After publishing, the benchmark waits until every expected event arrived, or
-until nothing arrived for a few seconds (the rest is lost: ``lost``). CPU is
+until nothing arrived for a few seconds while no connection was waiting to
+reconnect or resuming, or at most 60 s (QUICK 8 s) in any case (the rest is
+lost: ``lost``; the line says why it stopped waiting). CPU is
 user + system time from ``/proc/<pid>/stat`` over the scenario, of the
 server, NATS, the load client and this process (the publisher), and, from
 ``/proc/stat``, whatever else the machine ran meanwhile ("anything else").
@@ -97,7 +111,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -160,8 +174,11 @@ class Config:
     personal_group: int = 10
     broadcast_rate: float = 20.0  # posts a second
     burst_authors: int = 4
-    # After the last publish, no delivery for this long: the rest is lost.
+    # After the last publish, no delivery for this long (and no reconnect in
+    # flight): the rest is lost.
     stall_seconds: float = 5.0
+    # After the last publish, wait at most this long, reconnects or not.
+    drain_cap_seconds: float = 60.0
     connect_concurrency: int = 64
     is_quick: bool = False
 
@@ -184,6 +201,7 @@ class Config:
             broadcast_seconds=3.0,
             burst_posts=160,
             stall_seconds=2.0,
+            drain_cap_seconds=8.0,
             is_quick=True,
         )
 
@@ -614,6 +632,15 @@ class Connected:
         )
 
 
+@dataclass(frozen=True)
+class Drain:
+    """How the wait for the last deliveries ended."""
+
+    seconds: float  # after the last publish
+    stopped: str  # why it stopped short of every expected event ("": it did not)
+    pending: int  # connections still reconnecting or resuming then
+
+
 @dataclass
 class Result:
     target: str
@@ -623,6 +650,7 @@ class Result:
     published: Published
     stats: dict[str, Any]
     cpu: dict[str, float]
+    drain: Drain
     connected: Connected | None = None
 
     @property
@@ -633,9 +661,51 @@ class Result:
     def lost(self) -> int:
         return self.expected - self.received
 
-    def latency(self, key: str) -> float:
-        value = self.stats["latency_ms"].get(key)
+    def latency(self, key: str, of: str = "latency_ms") -> float:
+        """``of``: every event (``latency_ms``) or the live ones only
+        (``live_latency_ms``: not replayed on a resume)."""
+        value = self.stats[of].get(key)
         return math.nan if value is None else float(value)
+
+    @property
+    def replayed(self) -> int:
+        """Events received on resumes (before ``caught_up``)."""
+        return int(self.stats["replayed"])
+
+    @property
+    def reconnects(self) -> int:
+        """Resumes answered (``caught_up`` or ``resync``) after reconnecting."""
+        return int(self.stats["reconnects"])
+
+    @property
+    def resyncs(self) -> int:
+        """Resumes answered ``resync``: the events in between were skipped."""
+        return int(self.stats["resyncs"])
+
+    def resume_text(self) -> str:
+        s = self.stats
+        if self.target != "notifier":
+            return "no resume (its connections are not reopened)"
+        text = (
+            f"reconnects={self.reconnects} (resumed, of {s['reconnect_attempts']} attempts;"
+            f" {s['gave_up']} given up) resyncs={self.resyncs}; delivered live"
+            f" {self.received - self.replayed:,}, replayed {self.replayed:,}"
+        )
+        if self.replayed:
+            text += (
+                f" (live only: latency p50 {self.latency('p50', 'live_latency_ms'):.1f}"
+                f" p99 {self.latency('p99', 'live_latency_ms'):.1f} ms)"
+            )
+        return text
+
+    def drain_text(self) -> str:
+        d = self.drain
+        if not d.stopped:
+            return f"all in {d.seconds:.1f} s after the last publish"
+        return (
+            f"stopped waiting {d.seconds:.1f} s after the last publish ({d.stopped};"
+            f" {d.pending} reconnecting)"
+        )
 
     @property
     def span_s(self) -> float:
@@ -680,6 +750,8 @@ class Result:
                 if s["slow_consumers"]
                 else ""
             )
+            + (f"; socket errors {s['socket_errors']}" if s["socket_errors"] else "")
+            + f"; {self.resume_text()}; {self.drain_text()}"
         )
 
 
@@ -739,14 +811,14 @@ class Bench:
         await drive(published)
         published.ended = time.time()
         published.cpu_s = benchlib.own_cpu_seconds() - own0
-        await self.wait_delivered(expected)
+        drained = await self.wait_delivered(expected)
         stats = await self.client.call("stats")
         stats["slow_consumers"] = await self.slow_consumers() - slow0
         cpu = {k: benchlib.process_cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
         cpu["publisher"] = benchlib.own_cpu_seconds() - own0
         # Whatever else ran meanwhile (the rest of the stack, other work on the machine).
         cpu["others"] = machine_busy_seconds() - machine0 - sum(cpu.values())
-        result = Result(target.name, scenario, conns, expected, published, stats, cpu)
+        result = Result(target.name, scenario, conns, expected, published, stats, cpu, drained)
         self.out(result.line())
         return result
 
@@ -757,17 +829,28 @@ class Bench:
             reply = await http.get(f"{self.monitor_url}/varz")
         return int(reply.json().get("slow_consumers", 0))
 
-    async def wait_delivered(self, expected: int) -> None:
-        last, since = -1, time.perf_counter()
+    async def wait_delivered(self, expected: int) -> Drain:
+        """Until every expected event arrived; or nothing arrived for
+        ``stall_seconds`` with no reconnect in flight (a connection waiting to
+        reconnect or resuming will still deliver); or no connection is left;
+        or ``drain_cap_seconds`` passed, whatever is in flight."""
+        started = time.perf_counter()
+        last, since = -1, started
         while True:
             count = await self.client.call("count")
-            received = int(count["received"])
-            if received >= expected or count["open"] == 0:
-                return
-            if received != last:
-                last, since = received, time.perf_counter()
-            elif time.perf_counter() - since > self.cfg.stall_seconds:
-                return
+            received, pending = int(count["received"]), int(count["pending"])
+            now = time.perf_counter()
+            drain = Drain(now - started, "", pending)
+            if received >= expected:
+                return drain
+            if count["open"] == 0 and pending == 0:
+                return replace(drain, stopped="no connection left")
+            if received != last or pending:
+                last, since = received, now
+            elif now - since > self.cfg.stall_seconds:
+                return replace(drain, stopped=f"nothing for {self.cfg.stall_seconds:g} s")
+            if now - started > self.cfg.drain_cap_seconds:
+                return replace(drain, stopped=f"cap {self.cfg.drain_cap_seconds:g} s")
             await asyncio.sleep(0.05)
 
     async def personal(self, target: Target, graph: Graph) -> Result:
@@ -806,10 +889,10 @@ class Bench:
     async def broadcast_and_burst(
         self, target: Target, graph: Graph, only: frozenset[str]
     ) -> dict[str, Result]:
+        """Each on connections of its own: closes (and reconnects) in
+        broadcast do not spill into burst."""
         cfg = self.cfg
         users = graph.broadcast
-        connected = await self.connect(target, users)
-        self.out(f"[{target.name:8}] broadcast: {connected.line(fresh='personal' not in only)}")
         n = len(users)
         results: dict[str, Result] = {}
 
@@ -834,12 +917,19 @@ class Bench:
         posts = round(cfg.broadcast_rate * cfg.broadcast_seconds)
         per_author = cfg.burst_posts // len(graph.burst_authors)
         if "broadcast" in only:
+            connected = await self.connect(target, users)
+            fresh = "personal" not in only
+            self.out(f"[{target.name:8}] broadcast: {connected.line(fresh=fresh)}")
             results["broadcast"] = await self.measure(target, "broadcast", n, posts * n, steady)
+            await self.client.call("close")
             await settle((target.pid,), limit=5.0)
         if "burst" in only:
+            connected = await self.connect(target, users)
+            fresh = not only & {"personal", "broadcast"}
+            self.out(f"[{target.name:8}] burst    : {connected.line(fresh=fresh)}")
             expected = per_author * len(graph.burst_authors) * n
             results["burst"] = await self.measure(target, "burst", n, expected, burst)
-        await self.client.call("close")
+            await self.client.call("close")
         return results
 
     async def run(self, target: Target, graph: Graph, only: frozenset[str]) -> dict[str, Result]:
@@ -861,10 +951,14 @@ def table(results: dict[str, dict[str, Result]]) -> list[str]:
         ("expected", lambda r: f"{r.expected:,}"),
         ("delivered", lambda r: f"{r.received:,}"),
         ("lost", lambda r: f"{r.lost:,}"),
+        ("reconnects", lambda r: f"{r.reconnects:,}" if r.target == "notifier" else "no resume"),
+        ("resyncs", lambda r: f"{r.resyncs:,}" if r.target == "notifier" else ""),
+        ("replayed events", lambda r: f"{r.replayed:,}" if r.target == "notifier" else ""),
         ("events/frame", lambda r: f"{r.events_per_frame:.1f}"),
         ("latency p50 ms", lambda r: f"{r.latency('p50'):.1f}"),
         ("latency p99 ms", lambda r: f"{r.latency('p99'):.1f}"),
         ("latency max ms", lambda r: f"{r.latency('max'):.1f}"),
+        ("live latency p99 ms", lambda r: f"{r.latency('p99', 'live_latency_ms'):.1f}"),
         ("deliveries/s", lambda r: f"{r.deliveries_per_s:,.0f}"),
         ("published copies/s", lambda r: f"{r.published.copies_per_s:,.0f}"),
         ("server CPU s", lambda r: f"{r.cpu['server']:.2f} ({r.core_share('server'):.0%})"),
@@ -1032,6 +1126,8 @@ def summarize(
     burst_rate = get(ours, "burst", lambda r: r.deliveries_per_s)
     base_burst_rate = get(theirs, "burst", lambda r: r.deliveries_per_s)
     lost = sum(r.lost for r in ours.values())
+    reconnects = sum(r.reconnects for r in ours.values())
+    resyncs = sum(r.resyncs for r in ours.values())
     bytes_per_conn = get(
         ours,
         "personal",
@@ -1049,7 +1145,8 @@ def summarize(
         + "; ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in met.items())
         + f" (broadcast p99 {broadcast_p99:.1f} ms, personal p99 {personal_p99:.1f} ms,"
         f" burst {burst_rate:,.0f}/s vs {base_burst_rate:,.0f}/s"
-        f" = {benchlib.ratio(burst_rate, base_burst_rate):.2f}x, lost {lost})"
+        f" = {benchlib.ratio(burst_rate, base_burst_rate):.2f}x, lost {lost};"
+        f" reconnects {reconnects}, resyncs {resyncs})"
     )
     return {
         "broadcast_p99_ms": broadcast_p99,
@@ -1077,6 +1174,13 @@ def summarize(
         ),
         "burst_client_cores": get(ours, "burst", lambda r: r.core_share("client")),
         "slow_consumers": sum(int(r.stats["slow_consumers"]) for r in ours.values()),
+        "reconnects": reconnects,
+        "reconnect_attempts": sum(int(r.stats["reconnect_attempts"]) for r in ours.values()),
+        "resyncs": resyncs,
+        "replayed": sum(r.replayed for r in ours.values()),
+        "baseline_slow_consumers": (
+            sum(int(r.stats["slow_consumers"]) for r in theirs.values()) if theirs else math.nan
+        ),
         "quick": cfg.is_quick,
         "target_met": all(met.values()),
     }
