@@ -45,10 +45,8 @@ import json
 import logging
 import math
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -1162,8 +1160,7 @@ async def main(args: argparse.Namespace) -> int:
     def out(line: str) -> None:
         print(line, flush=True)
 
-    tmp = Path(tempfile.mkdtemp(prefix="murmur-bench-cache-"))
-    try:
+    with benchlib.run_directory("cache", keep=args.keep) as tmp:
         keys = DevKeys.ensure(tmp / "keys")
         stack = Stack(tmp / "run", services=("gateway",), jwt_public_key_files=[keys.public])
         out(f"starting the stack in {tmp} ...")
@@ -1171,11 +1168,6 @@ async def main(args: argparse.Namespace) -> int:
         async with stack:
             out(f"  up in {time.perf_counter() - started:.1f} s")
             lines = await _bench(cfg, stack, keys, out, args.quick)
-    finally:
-        if args.keep:
-            print(f"(kept {tmp})", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     *table, last = lines
     for line in table:
         out(line)

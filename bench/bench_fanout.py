@@ -62,10 +62,8 @@ import logging
 import math
 import os
 import random
-import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -672,8 +670,7 @@ async def main(args: argparse.Namespace) -> int:
         f" large (> {cfg.hybrid_threshold}) {len(graph.large)}:"
         f" {[len(graph.followers[a]) for a in graph.large]}"
     )
-    tmp = Path(tempfile.mkdtemp(prefix="murmur-bench-fanout-"))
-    try:
+    with benchlib.run_directory("fanout", keep=args.keep) as tmp:
         stack = Stack(
             tmp / "run",
             services=("pipeline",),
@@ -687,11 +684,6 @@ async def main(args: argparse.Namespace) -> int:
             seed_sqlite(db, graph)
             out(f"  seeded SQLite in {time.perf_counter() - t:.1f} s")
             values = await _bench(cfg, stack, graph, db, out)
-    finally:
-        if args.keep:
-            print(f"(kept {tmp})", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     out(f"(wall time {time.perf_counter() - wall:.0f} s)")
     out(benchlib.summary_line("fanout", values))
     return 0

@@ -108,7 +108,6 @@ import resource
 import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -512,10 +511,9 @@ def baseline_app(nats_url: str) -> FastAPI:
             )
         await websocket.send_text('{"type":"subscribed","seq":0}')
         try:
-            while True:
-                await websocket.receive_text()
-        except WebSocketDisconnect:
-            pass
+            with contextlib.suppress(WebSocketDisconnect):
+                while True:
+                    await websocket.receive_text()
         finally:
             mine.remove(websocket)
             if not mine:
@@ -561,13 +559,10 @@ async def start_baseline(run_dir: Path, nats_url: str) -> tuple[ManagedProcess, 
 
 def rss_bytes(pid: int) -> int:
     """Resident set size of one process (Linux /proc); 0 when unreadable."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
     return 0
 
 
@@ -1005,9 +1000,8 @@ async def main(args: argparse.Namespace) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # The pipeline's spans: copies carry a traceparent header, as in production.
     setup_tracing(ServiceInfo.for_distribution("bench-notifier", "murmur-timeline"))
-    tmp = Path(tempfile.mkdtemp(prefix="murmur-bench-notifier-"))
     values: dict[str, object] = {}
-    try:
+    with benchlib.run_directory("notifier", keep=args.keep) as tmp:
         keys = DevKeys.ensure(tmp / "dev-keys")
         overrides = dict(item.split("=", 1) for item in args.notifier_env)
         if overrides:
@@ -1027,11 +1021,6 @@ async def main(args: argparse.Namespace) -> int:
                 " by the pipeline, which is then stopped"
             )
             values = await _bench(cfg, args, stack, keys, tmp, out)
-    finally:
-        if args.keep:
-            print(f"(kept {tmp})", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     out(f"(wall time {time.perf_counter() - wall:.0f} s, stack start included)")
     out(benchlib.summary_line("notifier", values))
     return 0

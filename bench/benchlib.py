@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import math
 import os
 import random
+import shutil
+import sys
+import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httptools
@@ -271,3 +276,17 @@ class LeanHttp:
         for connection in self._idle:
             connection.close()
         self._idle.clear()
+
+
+@contextlib.contextmanager
+def run_directory(name: str, *, keep: bool) -> Iterator[Path]:
+    """A fresh directory for one run's stack, logs and data; removed after
+    the run unless ``keep`` (then its path is printed, for the logs)."""
+    path = Path(tempfile.mkdtemp(prefix=f"murmur-bench-{name}-"))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"(kept {path})", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)

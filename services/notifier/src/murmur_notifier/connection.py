@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -61,7 +62,7 @@ class Services:
     catching_up: asyncio.Semaphore
 
 
-class Connection:
+class Connection(ABC):
     # Close code for a client sending more messages than its budget.
     FLOOD_CODE: ClassVar[int]
 
@@ -80,35 +81,37 @@ class Connection:
 
     # What each protocol implements
 
+    @abstractmethod
     async def authenticate(self) -> Principal:
         """Read the client's credentials (raising ProtocolError to refuse)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def welcome(self) -> None:
         """Queue the first message after authentication."""
-        raise NotImplementedError
 
+    @abstractmethod
     def handle(self, raw: str | bytes) -> None:
         """One client message after authentication."""
-        raise NotImplementedError
 
+    @abstractmethod
     def frames(self, batch: list[Outgoing]) -> list[bytes]:
-        raise NotImplementedError
+        """The frames that carry a run of queued events."""
 
+    @abstractmethod
     def heartbeat(self) -> None:
-        raise NotImplementedError
+        """Queue the protocol's keep-alive."""
 
+    @abstractmethod
     def too_slow(self) -> None:
         """A live event did not fit the queue: close, telling where to resume."""
-        raise NotImplementedError
 
+    @abstractmethod
     def go_away(self) -> None:
         """Tell the client to reconnect elsewhere, after what is queued."""
-        raise NotImplementedError
 
+    @abstractmethod
     def expired(self) -> None:
         """The token expired (and was not refreshed where the protocol can)."""
-        raise NotImplementedError
 
     # Lifecycle
 
@@ -134,7 +137,7 @@ class Connection:
         except ProtocolError as err:
             await self.outbox.close_now(err.code, err.reason)
         except ConnectionClosed:
-            pass
+            pass  # the client went away: clean up below, nothing to tell it
         finally:
             timers.cancel()
             for subscriber in self.subscribers.values():

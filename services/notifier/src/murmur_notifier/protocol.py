@@ -11,7 +11,7 @@ from typing import Any
 
 from murmur_core import subjects
 from murmur_core.auth import USER_ID_PATTERN
-from murmur_notifier.errors import ProtocolError
+from murmur_notifier.errors import ProtocolError, json_message
 
 SUBPROTOCOL = "murmur.v1"
 # Kinds a client may ask for (user.created never reaches a user's stream).
@@ -58,13 +58,7 @@ def _invalid(reason: str) -> ProtocolError:
 
 
 def parse(raw: str | bytes) -> ClientMessage:
-    try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _invalid("not JSON") from exc
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise _invalid("a message is a JSON object with a string type")
-    kind = message["type"]
+    message, kind = json_message(raw, Close.INVALID_MESSAGE)
     if kind == "auth":
         token = message.get("token")
         if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:

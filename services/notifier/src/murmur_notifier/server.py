@@ -47,13 +47,20 @@ class _EmbeddedUvicorn(uvicorn.Server):
 
 
 class NotifierServer:
-    def __init__(self, settings: NotifierSettings, nc: NatsClient, services: Services) -> None:
+    def __init__(
+        self,
+        settings: NotifierSettings,
+        nc: NatsClient,
+        services: Services,
+        sessions: set[Connection],
+    ) -> None:
         self.settings = settings
         self.port = 0
         self.sse_port = 0
         self._nc = nc
         self._services = services
-        self._sessions: set[Connection] = set()
+        # Shared with the NATS hooks, which exist before this object does.
+        self._sessions = sessions
         self._accepting = True
         self._server: Server | None = None
         self._sse: _EmbeddedUvicorn | None = None
@@ -95,8 +102,7 @@ class NotifierServer:
             nc.jetstream(),
             asyncio.Semaphore(settings.replay_concurrency),
         )
-        server = cls(settings, nc, services)
-        server._sessions = sessions
+        server = cls(settings, nc, services, sessions)
         if settings.cache_addr:
             presence = server._presence = Presence(settings, router)
             router.on_join = presence.joined

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from murmur_notifier.errors import ProtocolError
+from murmur_notifier.errors import ProtocolError, json_message
 
 SUBPROTOCOL = "graphql-transport-ws"
 # Operation ids are the client's; this bounds what the server keeps of them.
@@ -80,13 +80,7 @@ def _id(message: dict[str, Any]) -> str:
 
 
 def parse(raw: str | bytes) -> ClientMessage:
-    try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _invalid("Invalid message received: not JSON") from exc
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise _invalid("Invalid message received: not an object with a string type")
-    kind = message["type"]
+    message, kind = json_message(raw, Close.BAD_REQUEST, prefix="Invalid message received: ")
     if kind == "connection_init":
         return ConnectionInit(_optional_object(message, "payload"))
     if kind == "ping":
