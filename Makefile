@@ -20,6 +20,7 @@ help:
 	@echo "make bench-notifier  notifier delivery latency, burst rate, memory vs a naive FastAPI loop (QUICK=1)"
 
 install:
+	./scripts/ensure-system-packages.sh
 	$(UV) sync --frozen
 	npm ci --prefix tools/node --no-audit --no-fund --loglevel=error
 

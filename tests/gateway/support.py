@@ -52,6 +52,7 @@ def gateway_settings(keys: Keys, timeline_addr: str, **overrides: Any) -> Gatewa
         "jwt_public_key_files": str(keys.public),
         # The cache path has tests of its own with the real cache service.
         "cache_addr": "",
+        "redis_url": "",
         "nats_url": "",
         **overrides,
     }

@@ -226,7 +226,7 @@ async def test_unregistered_author_cannot_post(
     [
         ("/v1/timelines/home?cursor=garbage", "invalid-cursor"),
         ("/v1/users/alice/posts?cursor=Zm9vYmFy", "invalid-cursor"),
-        ("/v1/users/alice/followers?cursor=%21%21", "invalid-argument"),
+        ("/v1/users/alice/followers?cursor=%21%21", "invalid-cursor"),
         ("/v1/timelines/home?cursor=" + "a" * 600, "invalid-parameter"),
         ("/v1/timelines/home?limit=0", "invalid-parameter"),
         ("/v1/timelines/home?limit=101", "invalid-parameter"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from murmur_gateway.near_cache import NearCache
 
 
-def near() -> NearCache:
-    cache = NearCache(max_entries=100, max_bytes=1 << 20, ttl_seconds=60)
+def near() -> NearCache[bytes]:
+    cache: NearCache[bytes] = NearCache(max_entries=100, max_bytes=1 << 20, ttl_seconds=60)
     cache.reopen()
     return cache
 
@@ -22,7 +22,7 @@ def test_dropping_a_tag_drops_every_entry_carrying_it() -> None:
     assert cache.get("b") is None
     cached = cache.get("c")
     assert cached is not None
-    assert cached.body == b"C"
+    assert cached.value == b"C"
 
 
 def test_a_page_fetched_before_a_drop_is_not_stored_after_it() -> None:
@@ -53,7 +53,9 @@ def test_stale_pages_and_a_closed_cache_keep_nothing() -> None:
 
 
 def test_forgotten_drops_refuse_fetches_older_than_them() -> None:
-    cache = NearCache(max_entries=1, max_bytes=1 << 20, ttl_seconds=60)  # remembers 8 tags
+    cache: NearCache[bytes] = NearCache(
+        max_entries=1, max_bytes=1 << 20, ttl_seconds=60
+    )  # remembers 8 tags
     cache.reopen()
     since = cache.generation()
     cache.drop_tags([f"post:{i}" for i in range(20)])

@@ -84,7 +84,7 @@ async def test_openapi_documents_models_and_problems(client: httpx.AsyncClient) 
     # Parameter errors are 400s here, so FastAPI's default 422 is gone from GETs.
     home = spec["paths"]["/v1/timelines/home"]["get"]
     assert "422" not in home["responses"]
-    assert {p["name"] for p in home["parameters"]} == {"limit", "cursor"}
+    assert {p["name"] for p in home["parameters"]} == {"limit", "cursor", "fields"}
     schemas = spec["components"]["schemas"]
     assert "HTTPValidationError" not in schemas
     assert schemas["CreatePost"]["properties"]["ciphertext"]["format"] == "byte"
@@ -93,9 +93,18 @@ async def test_openapi_documents_models_and_problems(client: httpx.AsyncClient) 
         "author_id",
         "audience",
         "ciphertext",
+        "ciphertext_url",
+        "ciphertext_size",
         "key_id",
         "created_at",
         "expires_at",
         "reply_to",
     }
+    # Every read documents its binary representations and the 304.
+    ok = home["responses"]["200"]
+    assert {"application/json", "application/msgpack", "application/protobuf"} <= set(ok["content"])
+    assert {"ETag", "Vary", "Cache-Control"} <= set(ok["headers"])
+    assert "304" in home["responses"] and "406" in home["responses"]
+    keyed = [p["name"] for p in create.get("parameters", [])]
+    assert keyed == ["fields", "Idempotency-Key"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

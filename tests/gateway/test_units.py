@@ -15,9 +15,9 @@ from murmur_gateway.convert import (
     BadBackendReply,
     create_post_request,
     format_timestamp,
-    post_out,
     to_timestamp,
 )
+from murmur_gateway.documents import post_doc
 from murmur_gateway.schemas import CreatePost
 from murmur_gateway.settings import GatewaySettings
 
@@ -74,7 +74,7 @@ def test_only_standard_padded_base64_is_accepted(value: str) -> None:
 
 def test_unknown_audience_from_the_backend_is_its_fault() -> None:
     with pytest.raises(BadBackendReply):
-        post_out(res.Post(id="p", author_id="a", audience=res.AUDIENCE_UNSPECIFIED))
+        post_doc(res.Post(id="p", author_id="a", audience=res.AUDIENCE_UNSPECIFIED))
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

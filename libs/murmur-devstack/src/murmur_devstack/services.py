@@ -171,6 +171,18 @@ def _cache_secrets(w: Wiring) -> dict[str, str]:
     return values
 
 
+def _gateway_secrets(w: Wiring) -> dict[str, str]:
+    """The cursor-signing secret, made once per data dir and shared by every
+    gateway instance (a cursor from one must open on another)."""
+    path = w.data_dir / "gateway-secrets.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"GATEWAY_CURSOR_SECRET": secrets.token_urlsafe(32)}))
+        path.chmod(0o600)
+    values: dict[str, str] = json.loads(path.read_text())
+    return values
+
+
 CACHE = ServiceSpec(
     name="cache",
     command=python_service("murmur_cache"),
@@ -219,7 +231,9 @@ GATEWAY = ServiceSpec(
         "GATEWAY_TIMELINE_ADDR": w.addr("TIMELINE_GRPC_PORT"),
         "GATEWAY_CACHE_ADDR": w.addr("CACHE_GRPC_PORT"),
         "GATEWAY_NATS_URL": w.nats_url,
+        "GATEWAY_REDIS_URL": w.redis_url,
         "GATEWAY_JWT_PUBLIC_KEY_FILES": ",".join(str(p) for p in w.jwt_public_key_files),
+        **_gateway_secrets(w),
     },
     probe=lambda w: http_readyz(w.port("GATEWAY_PORT"), w.host),
     urls=lambda w: {"gateway": f"http://{w.addr('GATEWAY_PORT')}"},

@@ -7,17 +7,27 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from murmur_core.http import install_observability
 from murmur_core.service_info import package_version
 from murmur_gateway.backend import open_backend
 from murmur_gateway.cache_sync import CacheSync
+from murmur_gateway.cursors import CursorSigner
 from murmur_gateway.errors import install_error_handlers
+from murmur_gateway.idempotency import IdempotencyKeys
+from murmur_gateway.idempotency_store import (
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+    RedisIdempotencyStore,
+)
 from murmur_gateway.invalidations import follow_invalidations
 from murmur_gateway.limits import BodySizeLimit
 from murmur_gateway.near_cache import NearCache
 from murmur_gateway.openapi import build_openapi
-from murmur_gateway.reads import Reads
+from murmur_gateway.purge import NullPurger, Purger, VarnishPurger
+from murmur_gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from murmur_gateway.reads import Reads, Reply
 from murmur_gateway.routes import health, posts, timelines, users
 from murmur_gateway.settings import GatewaySettings
 
@@ -27,8 +37,32 @@ class GatewayApp(FastAPI):
         return build_openapi(self)
 
 
+def _shared_state(
+    settings: GatewaySettings,
+) -> tuple[Redis | None, RateLimiter, IdempotencyStore]:
+    """Redis-backed when a Redis is configured (every instance shares the
+    buckets and records), in this process otherwise."""
+    if not settings.redis_url:
+        return None, MemoryRateLimiter(), MemoryIdempotencyStore()
+    # Short timeouts: both users of this client let requests through when
+    # Redis is slow or gone, and must find out quickly.
+    redis = Redis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
+    return redis, RedisRateLimiter(redis), RedisIdempotencyStore(redis)
+
+
+def _purger(settings: GatewaySettings) -> Purger:
+    urls = settings.cdn_purge_url_list
+    if not urls:
+        return NullPurger()
+    return VarnishPurger(urls, timeout_seconds=settings.cdn_purge_timeout_seconds)
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     verifier = settings.token_verifier()
+    secret = settings.cursor_secret
+    cursors = CursorSigner(secret.get_secret_value().encode() if secret else None)
+    redis, limiter, idempotency = _shared_state(settings)
+    purger = _purger(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,7 +73,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             cache_address=settings.cache_addr,
             cache_timeout_seconds=settings.cache_timeout_seconds,
         )
-        near = None
+        near: NearCache[Reply] | None = None
         nats = None
         if settings.cache_addr and settings.nats_url and settings.near_cache_ttl_seconds > 0:
             near = NearCache(
@@ -50,7 +84,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             nats = await follow_invalidations(settings.nats_url, near)
         app.state.backend = backend
         app.state.near_cache = near
-        app.state.reads = Reads(backend, near)
+        app.state.reads = Reads(backend, near, cursors, inline_limit=settings.blob_inline_limit)
         app.state.cache_sync = CacheSync(
             backend, near, quiet_seconds=settings.session_quiet_seconds
         )
@@ -59,6 +93,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             if nats is not None:
                 await nats.close()
+            await purger.close()
+            if redis is not None:
+                await redis.aclose()
             await backend.close()
 
     app = GatewayApp(
@@ -69,11 +106,22 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.verifier = verifier
+    app.state.cursors = cursors
+    app.state.limiter = limiter
+    app.state.purger = purger
     install_error_handlers(app)
     for module in (health, users, posts, timelines):
         app.include_router(module.router)
-    # Added before the observability middleware so that the latter wraps it and
-    # refused bodies show up in the metrics too.
+    # Innermost first: idempotency reads bodies the size limit has bounded, and
+    # the observability middleware, added last, wraps both so that refused
+    # and replayed requests show up in the metrics too.
+    app.add_middleware(
+        IdempotencyKeys,
+        store=idempotency,
+        verifier=verifier,
+        ttl_seconds=settings.idempotency_ttl_seconds,
+        lock_seconds=settings.idempotency_lock_seconds,
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_observability(app)
     return app

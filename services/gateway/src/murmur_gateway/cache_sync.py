@@ -10,6 +10,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable
+from typing import Any
 
 import grpc
 
@@ -23,7 +24,9 @@ REMEMBERED_SESSIONS = 100_000
 
 
 class CacheSync:
-    def __init__(self, backend: Backend, near: NearCache | None, *, quiet_seconds: float) -> None:
+    def __init__(
+        self, backend: Backend, near: NearCache[Any] | None, *, quiet_seconds: float
+    ) -> None:
         self._backend = backend
         self._near = near
         self._quiet = quiet_seconds

@@ -12,7 +12,9 @@ from fastapi import Depends, Query, Request
 
 from murmur_gateway.backend import Backend, TimelineStub
 from murmur_gateway.cache_sync import CacheSync
+from murmur_gateway.cursors import CursorSigner
 from murmur_gateway.problems import ProblemError
+from murmur_gateway.purge import Purger
 from murmur_gateway.reads import Reads
 from murmur_gateway.settings import GatewaySettings
 
@@ -41,7 +43,19 @@ async def get_cache_sync(request: Request) -> CacheSync:
     return sync
 
 
+async def get_cursors(request: Request) -> CursorSigner:
+    cursors: CursorSigner = request.app.state.cursors
+    return cursors
+
+
+async def get_purger(request: Request) -> Purger:
+    purger: Purger = request.app.state.purger
+    return purger
+
+
 Settings = Annotated[GatewaySettings, Depends(get_settings)]
+CursorsDep = Annotated[CursorSigner, Depends(get_cursors)]
+PurgerDep = Annotated[Purger, Depends(get_purger)]
 ReadsDep = Annotated[Reads, Depends(get_reads)]
 CacheSyncDep = Annotated[CacheSync, Depends(get_cache_sync)]
 BackendDep = Annotated[Backend, Depends(get_backend)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -16,7 +17,7 @@ from murmur_gateway.near_cache import NearCache
 log = logging.getLogger(__name__)
 
 
-async def follow_invalidations(nats_url: str, near: NearCache) -> NatsClient:
+async def follow_invalidations(nats_url: str, near: NearCache[Any]) -> NatsClient:
     async def lost() -> None:
         near.close()
         log.warning("invalidation stream lost; near cache closed")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from prometheus_client import Counter
 
@@ -26,16 +27,19 @@ NEAR_CACHE_LOOKUPS = Counter(
 )
 
 
+V = TypeVar("V")
+
+
 @dataclass(frozen=True, slots=True)
-class Cached:
-    body: bytes
+class Cached(Generic[V]):
+    value: V
     stale: bool
     tags: tuple[str, ...]
 
 
-class NearCache:
+class NearCache(Generic[V]):
     def __init__(self, *, max_entries: int, max_bytes: int, ttl_seconds: float) -> None:
-        self._entries: L1Cache[Cached] = L1Cache(max_entries=max_entries, max_bytes=max_bytes)
+        self._entries: L1Cache[Cached[V]] = L1Cache(max_entries=max_entries, max_bytes=max_bytes)
         self._ttl = ttl_seconds
         self._by_tag: dict[str, set[str]] = {}
         # Evicted keys linger in the tag index until it is pruned at this size.
@@ -49,7 +53,7 @@ class NearCache:
         self._forgotten_before = 0
         self.open = False
 
-    def get(self, key: str) -> Cached | None:
+    def get(self, key: str) -> Cached[V] | None:
         entry = self._entries.get(key) if self.open else None
         NEAR_CACHE_LOOKUPS.labels("miss" if entry is None else "hit").inc()
         return entry.value if entry is not None else None
@@ -59,16 +63,24 @@ class NearCache:
         return self._generation
 
     def put(
-        self, key: str, body: bytes, tags: Iterable[str], *, since: int, stale: bool = False
+        self,
+        key: str,
+        value: V,
+        tags: Iterable[str],
+        *,
+        since: int,
+        size: int = 0,
+        stale: bool = False,
     ) -> None:
-        """Keep ``body`` unless it is stale or one of its tags was dropped after
-        generation ``since`` (the fetch may have raced that drop)."""
+        """Keep ``value`` (about ``size`` bytes) unless it is stale or one of
+        its tags was dropped after generation ``since`` (the fetch may have
+        raced that drop)."""
         if not self.open or stale or since < self._forgotten_before:
             return
-        cached = Cached(body, stale, tuple(tags))
+        cached = Cached(value, stale, tuple(tags))
         if any(self._dropped_at.get(tag, -1) > since for tag in cached.tags):
             return
-        self._entries.put(key, cached, size=len(body) + 64, ttl=self._ttl)
+        self._entries.put(key, cached, size=size + 64, ttl=self._ttl)
         for tag in cached.tags:
             self._by_tag.setdefault(tag, set()).add(key)
         if len(self._by_tag) > self._max_tags:

@@ -15,6 +15,7 @@ _DESCRIPTIONS = {
     403: "The caller may not do this.",
     404: "No such resource, or one the caller may not see.",
     409: "Conflicts with what is stored.",
+    406: "None of the media types or content codings the client accepts is offered.",
     413: "The request body is too large.",
     422: "The request body does not match the schema.",
     429: "Too many requests.",
@@ -24,6 +25,60 @@ _DESCRIPTIONS = {
     504: "The timeline service did not answer in time.",
 }
 UPSTREAM = (401, 500, 502, 503, 504)
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_HEADERS = {
+    "ETag": {
+        "description": "Weak validator of this content and variant.",
+        "schema": {"type": "string"},
+    },
+    "Vary": {"description": "Always `Accept-Encoding, Accept`.", "schema": {"type": "string"}},
+    "Cache-Control": {
+        "description": "`private, no-cache` for authenticated reads; public reads carry "
+        "`s-maxage`, `stale-while-revalidate` and `stale-if-error` for shared caches.",
+        "schema": {"type": "string"},
+    },
+    "Content-Encoding": {
+        "description": "zstd, br or gzip by the request's Accept-Encoding q-values; "
+        "absent for small bodies.",
+        "schema": {"type": "string"},
+    },
+}
+
+
+def representations(status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """The media types every read and write answers in, and its validators."""
+    documented: dict[int | str, dict[str, Any]] = {
+        status: {
+            "description": "JSON by default; msgpack (bytes raw) or protobuf "
+            "(`murmur.api.v1` messages) by `Accept`.",
+            "content": {"application/msgpack": _BINARY, "application/protobuf": _BINARY},
+            "headers": _HEADERS,
+        }
+    }
+    if status == 200:
+        documented[304] = {
+            "description": "`If-None-Match` matched the ETag: no body; the same ETag, "
+            "Cache-Control and Vary as a 200."
+        }
+    return documented
+
+
+def idempotent_post() -> dict[str, Any]:
+    return {
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 255},
+                "description": "Makes retries safe (draft-ietf-httpapi-idempotency-key-header): "
+                "the same key and request replay the stored response "
+                "(`Idempotent-Replayed: true`) for 24 hours; the same key with another "
+                "request is 422; a retry while the first is running is 409. Keys are "
+                "scoped to the token's user.",
+            }
+        ]
+    }
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

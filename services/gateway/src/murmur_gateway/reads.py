@@ -1,6 +1,10 @@
 """Reads of timelines and posts: through the near cache, then the cache
 service, then the timeline service, each step only when the one before could
-not answer. A cache service that fails costs latency, never the request."""
+not answer. A cache service that fails costs latency, never the request.
+
+The near cache keeps rendered responses, one per variant (media type, fields,
+content coding), so a hot read is neither re-encoded nor re-compressed.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,22 @@ from dataclasses import dataclass
 
 import grpc
 
+from murmur.api.v1 import api_pb2 as api
 from murmur.cache.v1 import cache_service_pb2 as cache_rpc
 from murmur.timeline.v1 import resources_pb2 as res
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
-from murmur_gateway import cursors
 from murmur_gateway.backend import Backend
-from murmur_gateway.convert import post_out
+from murmur_gateway.cursors import CursorSigner, InvalidCursor
+from murmur_gateway.documents import page_doc, post_doc
 from murmur_gateway.near_cache import NearCache
 from murmur_gateway.problems import ProblemError
-from murmur_gateway.schemas import PostPage
+from murmur_gateway.representation import Rendered, Variant, render, version_tag
 
 log = logging.getLogger(__name__)
+
+# Anonymous readers of public content read as this viewer: it follows no one,
+# so they see what any non-follower sees. Tokens naming it are refused.
+ANONYMOUS_VIEWER = "-"
 
 # The cache could not answer for itself: ask the source of truth instead.
 FALL_BACK_ON = frozenset(
@@ -37,7 +46,7 @@ FALL_BACK_ON = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    body: bytes
+    rendered: Rendered
     # Served from a copy past its freshness (the timeline service is failing).
     stale: bool = False
 
@@ -49,28 +58,24 @@ class _Page:
     stale: bool
 
 
-def encode_page(page: _Page) -> bytes:
-    items = [post_out(p) for p in page.posts]
-    next_cursor = cursors.encode(items[-1].id) if page.has_more and items else None
-    body = PostPage(items=items, next_cursor=next_cursor, has_more=next_cursor is not None)
-    return body.model_dump_json().encode()
-
-
-def _before(cursor: str) -> str | None:
-    try:
-        return cursors.decode(cursor)
-    except cursors.InvalidCursor as exc:
-        raise ProblemError(400, "invalid-cursor", "Invalid cursor", str(exc)) from None
-
-
 class Reads:
-    def __init__(self, backend: Backend, near: NearCache | None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        near: NearCache[Reply] | None,
+        cursors: CursorSigner,
+        *,
+        inline_limit: int,
+    ) -> None:
         self._backend = backend
         self._near = near
+        self._cursors = cursors
+        self._inline_limit = inline_limit
 
-    async def home(self, viewer: str, limit: int, cursor: str) -> Reply:
-        before = _before(cursor)
-        key = f"home|{viewer}|{limit}"
+    async def home(self, viewer: str, limit: int, cursor: str, variant: Variant) -> Reply:
+        scope = "home"
+        before = self._open(scope, viewer, cursor)
+        key = f"home|{viewer}|{limit}|{variant.cache_key()}"
         if before is None and (hit := self._near_get(key)) is not None:
             return hit
         since = self._near.generation() if self._near is not None else 0
@@ -82,11 +87,17 @@ class Reads:
                 rpc.GetHomeTimelineRequest(viewer_id=viewer, limit=limit, before_id=before or "")
             )
             page = _Page(reply.posts, bool(reply.next_page_token), False)
-        return self._reply(key if before is None else None, page, [f"home:{viewer}"], since)
+        tags = [f"home:{viewer}"]
+        return self._page_reply(
+            key if before is None else None, page, tags, since, scope, viewer, variant
+        )
 
-    async def user(self, author: str, viewer: str, limit: int, cursor: str) -> Reply:
-        before = _before(cursor)
-        key = f"user|{author}|{viewer}|{limit}"
+    async def user(
+        self, author: str, viewer: str, limit: int, cursor: str, variant: Variant
+    ) -> Reply:
+        scope = f"user:{author}"
+        before = self._open(scope, viewer, cursor)
+        key = f"user|{author}|{viewer}|{limit}|{variant.cache_key()}"
         if before is None and (hit := self._near_get(key)) is not None:
             return hit
         since = self._near.generation() if self._near is not None else 0
@@ -102,10 +113,12 @@ class Reads:
             page = _Page(reply.posts, bool(reply.next_page_token), False)
         # The viewer's follow changes are broadcast under their home tag.
         tags = [f"user:{author}:full", f"user:{author}:public", f"home:{viewer}"]
-        return self._reply(key if before is None else None, page, tags, since)
+        return self._page_reply(
+            key if before is None else None, page, tags, since, scope, viewer, variant
+        )
 
-    async def post(self, post_id: str, viewer: str) -> Reply:
-        key = f"post|{post_id}|{viewer}"
+    async def post(self, post_id: str, viewer: str, variant: Variant) -> Reply:
+        key = f"post|{post_id}|{viewer}|{variant.cache_key()}"
         if (hit := self._near_get(key)) is not None:
             return hit
         since = self._near.generation() if self._near is not None else 0
@@ -132,16 +145,27 @@ class Reads:
             ).post
         if post is None:
             raise ProblemError(404, "not-found", "Not found", f"post {post_id} not found")
-        body = post_out(post).model_dump_json().encode()
-        if self._near is not None:
-            self._near.put(key, body, [f"post:{post_id}", f"home:{viewer}"], since=since)
-        return Reply(body)
+        # Posts never change: their id is their version.
+        reply = Reply(render(post_doc(post), api.Post, variant, post.id))
+        self._keep(key, reply, [f"post:{post_id}", f"home:{viewer}"], since)
+        return reply
+
+    def _open(self, scope: str, viewer: str, cursor: str) -> str | None:
+        try:
+            return self._cursors.open_post(scope, viewer, cursor)
+        except InvalidCursor as exc:
+            raise ProblemError(400, "invalid-cursor", "Invalid cursor", str(exc)) from None
 
     def _near_get(self, key: str) -> Reply | None:
         if self._near is None:
             return None
         cached = self._near.get(key)
-        return Reply(cached.body) if cached is not None else None
+        return cached.value if cached is not None else None
+
+    def _keep(self, key: str | None, reply: Reply, tags: list[str], since: int) -> None:
+        if key is not None and self._near is not None:
+            size = len(reply.rendered.body)
+            self._near.put(key, reply, tags, since=since, size=size, stale=reply.stale)
 
     async def _cached_page(
         self, feed: cache_rpc.FeedRef, viewer: str, limit: int, before: str | None
@@ -165,9 +189,25 @@ class Reads:
             return None
         return _Page(reply.posts, reply.has_more, reply.stale)
 
-    def _reply(self, key: str | None, page: _Page, tags: list[str], since: int) -> Reply:
-        body = encode_page(page)
-        if key is not None and self._near is not None:
-            tags = [*tags, *(f"post:{p.id}" for p in page.posts)]
-            self._near.put(key, body, tags, since=since, stale=page.stale)
-        return Reply(body, page.stale)
+    def _page_reply(
+        self,
+        key: str | None,
+        page: _Page,
+        tags: list[str],
+        since: int,
+        scope: str,
+        viewer: str,
+        variant: Variant,
+    ) -> Reply:
+        items = [post_doc(p, inline_limit=self._inline_limit) for p in page.posts]
+        last = page.posts[-1].id if page.posts else ""
+        next_cursor = (
+            self._cursors.seal_post(scope, viewer, last) if page.has_more and last else None
+        )
+        # A page's content is which posts it holds: posts never change.
+        version = version_tag(*(p.id for p in page.posts), str(page.has_more))
+        reply = Reply(
+            render(page_doc(items, next_cursor), api.PostPage, variant, version), page.stale
+        )
+        self._keep(key, reply, [*tags, *(f"post:{p.id}" for p in page.posts)], since)
+        return reply

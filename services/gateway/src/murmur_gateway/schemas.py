@@ -112,7 +112,16 @@ class Post(BaseModel):
     id: str
     author_id: str
     audience: AudienceName
-    ciphertext: str = Field(json_schema_extra={"format": "byte"})
+    ciphertext: str | None = Field(
+        json_schema_extra={"format": "byte"},
+        description="Sealed by the client. Null in lists when larger than the inline limit: "
+        "fetch `ciphertext_url` instead.",
+    )
+    ciphertext_url: str | None = Field(
+        description="`/v1/blobs/<sha256>`, immutable and publicly cacheable, when the "
+        "ciphertext is not inlined."
+    )
+    ciphertext_size: int
     key_id: str
     created_at: Timestamp
     expires_at: Timestamp | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from murmur_core.settings import TokenVerifyingSettings
@@ -39,6 +39,47 @@ class GatewaySettings(TokenVerifyingSettings):
     default_page_size: int = Field(default=20, ge=1)
     # Cursors are short opaque tokens; anything longer is not one.
     max_cursor_length: int = Field(default=512, ge=1)
+    # Signs page cursors and sync tokens. Every gateway behind one balancer
+    # needs the same secret; unset, each process draws its own at start-up.
+    cursor_secret: SecretStr | None = None
+    # Redis for idempotency records and rate-limit buckets; empty disables both.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Idempotency-Key records live this long (published in the API docs); a
+    # request still running after lock_seconds no longer blocks its retries.
+    idempotency_ttl_seconds: float = Field(default=86_400.0, gt=0)
+    idempotency_lock_seconds: float = Field(default=30.0, gt=0)
+    # Sustained requests per second and burst, per user and per client
+    # address; a rate of 0 turns that limit off.
+    rate_limit_user_per_second: float = Field(default=20.0, ge=0)
+    rate_limit_user_burst: int = Field(default=100, ge=1)
+    rate_limit_address_per_second: float = Field(default=50.0, ge=0)
+    rate_limit_address_burst: int = Field(default=300, ge=1)
+    # Proxies in front of the gateway that append to X-Forwarded-For (Varnish,
+    # a load balancer): the client address is that many entries from the right.
+    trusted_proxy_hops: int = Field(default=0, ge=0)
+    # Lists inline ciphertext up to this size and link to /v1/blobs above it.
+    blob_inline_limit: int = Field(default=2048, ge=0)
+    # Shared caches (CDN, Varnish) keep public responses this long, then serve
+    # them stale while revalidating, or while the gateway is failing.
+    cdn_max_age_seconds: int = Field(default=30, ge=0)
+    cdn_s_maxage_seconds: int = Field(default=300, ge=0)
+    cdn_stale_while_revalidate_seconds: int = Field(default=30, ge=0)
+    cdn_stale_if_error_seconds: int = Field(default=86_400, ge=0)
+    # Comma-separated Varnish base URLs that writes purge by surrogate key.
+    cdn_purge_urls: str = ""
+    cdn_purge_timeout_seconds: float = Field(default=1.0, gt=0)
+
+    @property
+    def cdn_purge_url_list(self) -> list[str]:
+        return [u.strip() for u in self.cdn_purge_urls.split(",") if u.strip()]
+
+    def public_cache_control(self) -> str:
+        return (
+            f"public, max-age={self.cdn_max_age_seconds}, "
+            f"s-maxage={self.cdn_s_maxage_seconds}, "
+            f"stale-while-revalidate={self.cdn_stale_while_revalidate_seconds}, "
+            f"stale-if-error={self.cdn_stale_if_error_seconds}"
+        )
 
     @model_validator(mode="after")
     def _default_page_fits(self) -> GatewaySettings:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
+from murmur.api.v1 import api_pb2 as api
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
 from murmur_gateway.auth import CurrentUser
-from murmur_gateway.convert import user_out
-from murmur_gateway.deps import CacheSyncDep, Page, Timeline
-from murmur_gateway.openapi import UPSTREAM, problem_responses
+from murmur_gateway.cursors import InvalidCursor
+from murmur_gateway.deps import CacheSyncDep, CursorsDep, Page, Timeline
+from murmur_gateway.documents import user_doc
+from murmur_gateway.openapi import UPSTREAM, problem_responses, representations
+from murmur_gateway.problems import ProblemError
+from murmur_gateway.representation import (
+    ChosenVariant,
+    created,
+    render,
+    respond,
+    version_tag,
+)
 from murmur_gateway.routes.common import UserIdPath
+from murmur_gateway.routes.timelines import PRIVATE
 from murmur_gateway.schemas import FollowerPage, FollowResult, RegisterUser, UnfollowResult, User
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses=problem_responses(*UPSTREAM))
@@ -19,30 +30,43 @@ router = APIRouter(prefix="/v1/users", tags=["users"], responses=problem_respons
     "",
     status_code=201,
     summary="Register the token's subject as a user",
+    response_model=User,
     responses={
         200: {"model": User, "description": "The same user was already registered."},
-        **problem_responses(400, 409, 413, 422),
+        **representations(status=201),
+        **problem_responses(400, 406, 409, 413, 422, 429),
     },
 )
 async def register_user(
-    body: RegisterUser, principal: CurrentUser, timeline: Timeline, response: Response
-) -> User:
+    body: RegisterUser, principal: CurrentUser, variant: ChosenVariant, timeline: Timeline
+) -> Response:
     reply = await timeline.CreateUser(
         rpc.CreateUserRequest(
             user_id=principal.user_id, handle=body.handle, public_key=body.public_key
         )
     )
-    if reply.created:
-        response.headers["Location"] = f"/v1/users/{reply.user.id}"
-    else:
-        response.status_code = 200
-    return user_out(reply.user)
+    rendered = render(user_doc(reply.user), api.User, variant, reply.user.id)
+    return created(rendered, is_new=reply.created, location=f"/v1/users/{reply.user.id}")
 
 
-@router.get("/{user_id}", responses=problem_responses(400, 404))
-async def get_user(user_id: UserIdPath, _: CurrentUser, timeline: Timeline) -> User:
+@router.get(
+    "/{user_id}",
+    response_model=User,
+    responses={**representations(), **problem_responses(400, 404, 406, 429)},
+)
+async def get_user(
+    request: Request,
+    user_id: UserIdPath,
+    _: CurrentUser,
+    variant: ChosenVariant,
+    timeline: Timeline,
+) -> Response:
     reply = await timeline.GetUser(rpc.GetUserRequest(user_id=user_id))
-    return user_out(reply.user)
+    user = reply.user
+    # A user record changes only by re-registration, which keeps the key.
+    version = version_tag(user.id, user.handle, user.public_key.hex())
+    rendered = render(user_doc(user), api.User, variant, version)
+    return respond(request, rendered, cache_control=PRIVATE)
 
 
 @router.post("/{user_id}/follow", responses=problem_responses(400, 404))
@@ -69,15 +93,38 @@ async def unfollow(
     return UnfollowResult(removed=reply.removed)
 
 
-@router.get("/{user_id}/followers", responses=problem_responses(400, 404))
+@router.get(
+    "/{user_id}/followers",
+    response_model=FollowerPage,
+    responses={**representations(), **problem_responses(400, 404, 406, 429)},
+)
 async def list_followers(
-    user_id: UserIdPath, _: CurrentUser, page: Page, timeline: Timeline
-) -> FollowerPage:
+    request: Request,
+    user_id: UserIdPath,
+    principal: CurrentUser,
+    page: Page,
+    variant: ChosenVariant,
+    timeline: Timeline,
+    cursors: CursorsDep,
+) -> Response:
+    scope = f"followers:{user_id}"
+    try:
+        position = cursors.open(scope, principal.user_id, page.cursor)
+    except InvalidCursor as exc:
+        raise ProblemError(400, "invalid-cursor", "Invalid cursor", str(exc)) from None
+    token = position.decode("utf-8", "replace") if position is not None else ""
     reply = await timeline.ListFollowers(
-        rpc.ListFollowersRequest(user_id=user_id, limit=page.limit, page_token=page.cursor)
+        rpc.ListFollowersRequest(user_id=user_id, limit=page.limit, page_token=token)
     )
-    return FollowerPage(
-        items=list(reply.follower_ids),
-        next_cursor=reply.next_page_token or None,
-        has_more=bool(reply.next_page_token),
+    next_token = reply.next_page_token
+    next_cursor = (
+        cursors.seal(scope, principal.user_id, next_token.encode()) if next_token else None
     )
+    doc = {
+        "items": list(reply.follower_ids),
+        "next_cursor": next_cursor,
+        "has_more": next_cursor is not None,
+    }
+    version = version_tag(*reply.follower_ids, next_token)
+    rendered = render(doc, api.FollowerPage, variant, version)
+    return respond(request, rendered, cache_control=PRIVATE)
