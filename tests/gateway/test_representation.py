@@ -301,3 +301,38 @@ async def test_anonymous_readers_get_public_posts_cacheable_by_a_cdn(
     assert private.headers["cache-control"] == "private, no-cache"
     assert "surrogate-key" not in private.headers
     assert len(private.json()["items"]) == len(feed)
+
+
+async def test_a_linked_blob_is_served_immutable_by_its_address(
+    client: httpx.AsyncClient, keys: Keys, feed: list[dict[str, Any]]
+) -> None:
+    big = os.urandom(5000)
+    created = await create_post(
+        client, keys, "alice", post_body(ciphertext=big, audience="followers")
+    )
+    url = (await _home(client, keys)).json()["items"][0]["ciphertext_url"]
+    # No token needed: the address is the capability, the bytes are sealed.
+    blob = await client.get(url, headers={"Accept-Encoding": "br, gzip"})
+    assert blob.status_code == 200
+    assert blob.content == big
+    assert blob.headers["content-type"] == "application/octet-stream"
+    assert "content-encoding" not in blob.headers  # random bytes do not shrink
+    assert blob.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert blob.headers["etag"] == f'"{url.rsplit("/", 1)[1]}"'
+    assert blob.headers["surrogate-key"] == f"post:{created['id']}"
+    again = await client.get(url, headers={"If-None-Match": blob.headers["etag"]})
+    assert again.status_code == 304
+    assert again.headers["cache-control"] == blob.headers["cache-control"]
+
+    deleted = await client.delete(f"/v1/posts/{created['id']}", headers=keys.auth("alice"))
+    assert deleted.status_code == 204
+    assert_problem(await client.get(url), 404, "not-found")
+
+
+@pytest.mark.parametrize("address", ["abc", "G" * 64, "A" * 64, "0" * 65])
+async def test_a_malformed_blob_address_is_400(client: httpx.AsyncClient, address: str) -> None:
+    assert_problem(await client.get(f"/v1/blobs/{address}"), 400)
+
+
+async def test_an_unknown_blob_is_404(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get(f"/v1/blobs/{'0' * 64}"), 404, "not-found")

@@ -4,6 +4,7 @@ every kind of bad input, deadlines, health and reflection."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -286,3 +287,19 @@ async def test_first_home_pages_list_the_viewers_followees(
     )
     assert list(later.followee_ids) == []
     assert later.followees_complete is False
+
+
+async def test_ciphertext_by_content_address(stub: rpc_grpc.TimelineServiceAsyncStub) -> None:
+    request = post_request(audience=res.AUDIENCE_FOLLOWERS, ciphertext=b"sealed-bytes")
+    await stub.CreatePost(request)
+    address = hashlib.sha256(b"sealed-bytes").digest()
+    found = await stub.GetCiphertext(rpc.GetCiphertextRequest(sha256=address))
+    assert (found.ciphertext, found.post_id) == (b"sealed-bytes", request.post_id)
+
+    assert await status_of(stub.GetCiphertext(rpc.GetCiphertextRequest(sha256=b"short"))) == INVALID
+    missing = rpc.GetCiphertextRequest(sha256=hashlib.sha256(b"other").digest())
+    assert await status_of(stub.GetCiphertext(missing)) == grpc.StatusCode.NOT_FOUND
+    # Deleted posts take their bytes with them.
+    await stub.DeletePost(rpc.DeletePostRequest(post_id=request.post_id, viewer_id="alice"))
+    gone = rpc.GetCiphertextRequest(sha256=address)
+    assert await status_of(stub.GetCiphertext(gone)) == grpc.StatusCode.NOT_FOUND

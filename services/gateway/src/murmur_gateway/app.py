@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from murmur_core import nats as murmur_nats
 from murmur_core.http import install_observability
 from murmur_core.service_info import package_version
 from murmur_gateway.backend import open_backend
@@ -28,8 +29,9 @@ from murmur_gateway.openapi import build_openapi
 from murmur_gateway.purge import NullPurger, Purger, VarnishPurger
 from murmur_gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from murmur_gateway.reads import Reads, Reply
-from murmur_gateway.routes import health, posts, timelines, users
+from murmur_gateway.routes import blobs, health, posts, sync, timelines, users
 from murmur_gateway.settings import GatewaySettings
+from murmur_gateway.sync import Sync
 
 
 class GatewayApp(FastAPI):
@@ -82,9 +84,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 ttl_seconds=settings.near_cache_ttl_seconds,
             )
             nats = await follow_invalidations(settings.nats_url, near)
+        elif settings.nats_url:
+            nats = await murmur_nats.connect(settings.nats_url, name="gateway")
         app.state.backend = backend
         app.state.near_cache = near
         app.state.reads = Reads(backend, near, cursors, inline_limit=settings.blob_inline_limit)
+        app.state.sync = (
+            Sync(nats, backend, cursors, inline_limit=settings.blob_inline_limit)
+            if nats is not None
+            else None
+        )
         app.state.cache_sync = CacheSync(
             backend, near, quiet_seconds=settings.session_quiet_seconds
         )
@@ -110,7 +119,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.limiter = limiter
     app.state.purger = purger
     install_error_handlers(app)
-    for module in (health, users, posts, timelines):
+    for module in (health, users, posts, timelines, sync, blobs):
         app.include_router(module.router)
     # Innermost first: idempotency reads bodies the size limit has bounded, and
     # the observability middleware, added last, wraps both so that refused

@@ -125,5 +125,11 @@ async def authenticate_if_given(
     return await authenticate(request, credentials, verifier)
 
 
+async def anonymous(request: Request) -> None:
+    """Routes that need no token are still charged to the client's address."""
+    await _charge(request, None)
+
+
 CurrentUser = Annotated[Principal, Depends(authenticate)]
+Anonymous = Annotated[None, Depends(anonymous)]
 MaybeUser = Annotated[Principal | None, Depends(authenticate_if_given)]

@@ -16,6 +16,7 @@ _DESCRIPTIONS = {
     404: "No such resource, or one the caller may not see.",
     409: "Conflicts with what is stored.",
     406: "None of the media types or content codings the client accepts is offered.",
+    410: "The sync token is older than the changes the server keeps: start over.",
     413: "The request body is too large.",
     422: "The request body does not match the schema.",
     429: "Too many requests.",

@@ -152,17 +152,21 @@ def respond(
     return Response(rendered.body, media_type=rendered.media_type, headers=headers)
 
 
-def created(rendered: Rendered, *, is_new: bool, location: str) -> Response:
-    """A write's answer: 201 with Location when it made something, 200 when
-    it found the same thing already there. Never stored by any cache."""
-    headers = {"Cache-Control": "no-store", "Vary": VARY}
-    if is_new:
-        headers["Location"] = location
+def uncached(
+    rendered: Rendered, *, status: int = 200, extra: dict[str, str] | None = None
+) -> Response:
+    """An answer no cache may keep: writes, and reads that consume a position."""
+    headers = {"Cache-Control": "no-store", "Vary": VARY, **(extra or {})}
     if rendered.coding != IDENTITY:
         headers["Content-Encoding"] = rendered.coding
     return Response(
-        rendered.body,
-        status_code=201 if is_new else 200,
-        media_type=rendered.media_type,
-        headers=headers,
+        rendered.body, status_code=status, media_type=rendered.media_type, headers=headers
     )
+
+
+def created(rendered: Rendered, *, is_new: bool, location: str) -> Response:
+    """A write's answer: 201 with Location when it made something, 200 when
+    it found the same thing already there."""
+    if is_new:
+        return uncached(rendered, status=201, extra={"Location": location})
+    return uncached(rendered)

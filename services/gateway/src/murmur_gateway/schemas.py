@@ -134,6 +134,25 @@ class PostPage(BaseModel):
     has_more: bool
 
 
+class Tombstone(BaseModel):
+    id: str
+    deleted_at: Timestamp
+
+
+class FollowChange(BaseModel):
+    user_id: str = Field(description="Whom the caller started or stopped following.")
+    following: bool
+    changed_at: Timestamp
+
+
+class SyncPage(BaseModel):
+    posts: list[Post] = Field(description="Posts that reached the home view, oldest first.")
+    deleted: list[Tombstone] = Field(description="Posts to remove from the home view.")
+    follows: list[FollowChange]
+    next_token: str = Field(description="Pass as `since` next time.")
+    has_more: bool = Field(description="More changes are waiting: call again at once.")
+
+
 class FollowerPage(BaseModel):
     items: list[str] = Field(description="Follower user ids.")
     next_cursor: str | None

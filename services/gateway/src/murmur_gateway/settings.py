@@ -57,6 +57,10 @@ class GatewaySettings(TokenVerifyingSettings):
     # Proxies in front of the gateway that append to X-Forwarded-For (Varnish,
     # a load balancer): the client address is that many entries from the right.
     trusted_proxy_hops: int = Field(default=0, ge=0)
+    # GET /v1/sync: changes per answer, and the longest long-poll.
+    sync_default_changes: int = Field(default=100, ge=1)
+    sync_max_changes: int = Field(default=500, ge=1)
+    sync_max_wait_seconds: float = Field(default=30.0, ge=0)
     # Lists inline ciphertext up to this size and link to /v1/blobs above it.
     blob_inline_limit: int = Field(default=2048, ge=0)
     # Shared caches (CDN, Varnish) keep public responses this long, then serve

@@ -11,9 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from nats.js.errors import NotFoundError
-
-from murmur_core import subjects
+from murmur_core.user_events import next_event, stream_bounds
 from murmur_notifier import metrics
 from murmur_notifier.events import Delivery, Undeliverable, decode
 from murmur_notifier.outbox import Outgoing
@@ -150,13 +148,7 @@ class Subscriber:
                 self.offer(delivery)
 
     async def _stream_bounds(self) -> tuple[int, int]:
-        """First and last sequence of the per-user stream (0, 0 before the
-        pipeline, which owns it, has created it)."""
-        try:
-            info = await self._connection.services.js.stream_info(subjects.USER_STREAM)
-        except NotFoundError:
-            return 0, 0
-        return int(info.state.first_seq), int(info.state.last_seq)
+        return await stream_bounds(self._connection.services.js)
 
     async def _replay(self, after: int, last: int) -> tuple[int, int] | None:
         """Queue the user's stored events after ``after``, as fast as the
@@ -164,7 +156,7 @@ class Subscriber:
         read up to and how many events it read, or None past
         ``replay_max_events`` (the client resyncs instead)."""
         js = self._connection.services.js
-        wanted = subjects.user_events_filter(self._connection.user_id)
+        user_id = self._connection.user_id
         limit = self._connection.settings.replay_max_events
         count, seq = 0, after + 1
         while True:
@@ -178,23 +170,20 @@ class Subscriber:
                     return last, count
                 if self._outbox.closing:
                     return last, count  # closing: nothing more is sent
-                try:
-                    msg = await js.get_msg(subjects.USER_STREAM, seq=seq, subject=wanted, next=True)
-                except NotFoundError:
-                    break
-                if msg.seq is None or msg.seq > last:
+                stored = await next_event(js, user_id, seq - 1, last)
+                if stored is None:
                     break
                 count += 1
                 if count > limit:
                     return None
                 try:
-                    delivery = decode(msg.seq, msg.data or b"")
+                    delivery = decode(stored.seq, stored.data)
                 except Undeliverable:
                     metrics.UNDELIVERABLE.inc()
                 else:
                     if self.wants(delivery):
                         self._outbox.send_replayed(Outgoing(self, delivery, self.encode(delivery)))
-                seq = msg.seq + 1
+                seq = stored.seq + 1
             if not self._held_overflowed:
                 return last, count
             # Live events came faster than the held list may grow: they are

@@ -210,6 +210,15 @@ class TimelineServicer(rpc_grpc.TimelineServiceServicer):
         return rpc.DeletePostResponse(deleted_at=timestamp(tombstone.deleted_at))
 
     @rpc_method
+    async def GetCiphertext(
+        self, request: rpc.GetCiphertextRequest, context: Context
+    ) -> rpc.GetCiphertextResponse:
+        if len(request.sha256) != 32:
+            raise validation.Invalid("sha256 must be 32 bytes")
+        post_id, ciphertext = await self._store.get_ciphertext(request.sha256)
+        return rpc.GetCiphertextResponse(ciphertext=ciphertext, post_id=post_id)
+
+    @rpc_method
     async def GetHomeTimeline(
         self, request: rpc.GetHomeTimelineRequest, context: Context
     ) -> rpc.TimelinePage:

@@ -78,6 +78,14 @@ MIGRATIONS: list[list[str]] = [
         # followers): readers' pages merge their posts when read instead.
         "ALTER TABLE users ADD COLUMN fanout_pull SMALLINT NOT NULL DEFAULT 0",
     ],
+    [
+        # The ciphertext's content address: the gateway serves large ones at
+        # /v1/blobs/<sha256> instead of inlining them in lists. Posts stored
+        # before this migration have none and are served inline only.
+        "ALTER TABLE posts ADD COLUMN ciphertext_sha256 {blob}",
+        "CREATE INDEX posts_by_ciphertext ON posts (ciphertext_sha256)"
+        " WHERE ciphertext_sha256 IS NOT NULL",
+    ],
 ]
 
 

@@ -6,6 +6,7 @@ transaction, so an event exists exactly when its write does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -270,7 +271,8 @@ class TimelineStore:
             if await conn.fetchrow("SELECT 1 FROM tombstones WHERE post_id = $1", post.id):
                 raise AlreadyExists(f"post {post.id} was deleted; ids are never reused")
             inserted = await conn.fetchrow(
-                f"INSERT INTO posts ({POST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                f"INSERT INTO posts ({POST_COLUMNS}, ciphertext_sha256)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                 " ON CONFLICT DO NOTHING RETURNING id",
                 post.id,
                 post.author_id,
@@ -280,6 +282,7 @@ class TimelineStore:
                 post.created_at,
                 post.expires_at,
                 post.reply_to,
+                hashlib.sha256(post.ciphertext).digest(),
             )
             if inserted is not None:
                 await outbox.add(events.post_created(post), post.created_at)
@@ -311,6 +314,21 @@ class TimelineStore:
             ):
                 raise NotFound(f"post {post_id} not found")
         return post
+
+    async def get_ciphertext(self, sha256: bytes) -> tuple[str, bytes]:
+        """A live post's ciphertext by its content address, with the post's id.
+        Knowing the address is the capability: it is only ever handed to those
+        who could read the post, and the bytes are sealed."""
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(
+                f"SELECT id, ciphertext FROM posts WHERE ciphertext_sha256 = $1"
+                f" AND {LIVE.format(n=2)} LIMIT 1",
+                sha256,
+                self._clock(),
+            )
+        if row is None:
+            raise NotFound("no live post has this ciphertext")
+        return str(row[0]), bytes(row[1])
 
     async def delete_post(
         self, post_id: str, viewer_id: str, *, reason: str = "author"

@@ -154,6 +154,20 @@ class DeletePostResponse(_message.Message):
     deleted_at: _timestamp_pb2.Timestamp
     def __init__(self, deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class GetCiphertextRequest(_message.Message):
+    __slots__ = ("sha256",)
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    sha256: bytes
+    def __init__(self, sha256: _Optional[bytes] = ...) -> None: ...
+
+class GetCiphertextResponse(_message.Message):
+    __slots__ = ("ciphertext", "post_id")
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    POST_ID_FIELD_NUMBER: _ClassVar[int]
+    ciphertext: bytes
+    post_id: str
+    def __init__(self, ciphertext: _Optional[bytes] = ..., post_id: _Optional[str] = ...) -> None: ...
+
 class GetHomeTimelineRequest(_message.Message):
     __slots__ = ("viewer_id", "limit", "page_token", "before_id")
     VIEWER_ID_FIELD_NUMBER: _ClassVar[int]

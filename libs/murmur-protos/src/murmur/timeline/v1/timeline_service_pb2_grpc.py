@@ -81,6 +81,11 @@ class TimelineServiceStub:
                 request_serializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.DeletePostRequest.SerializeToString,
                 response_deserializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.DeletePostResponse.FromString,
                 _registered_method=True)
+        self.GetCiphertext = channel.unary_unary(
+                '/murmur.timeline.v1.TimelineService/GetCiphertext',
+                request_serializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetCiphertextRequest.SerializeToString,
+                response_deserializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetCiphertextResponse.FromString,
+                _registered_method=True)
         self.GetHomeTimeline = channel.unary_unary(
                 '/murmur.timeline.v1.TimelineService/GetHomeTimeline',
                 request_serializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetHomeTimelineRequest.SerializeToString,
@@ -153,6 +158,13 @@ class TimelineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCiphertext(self, request, context):
+        """A live post's ciphertext by its SHA-256 (the gateway's /v1/blobs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetHomeTimeline(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -212,6 +224,11 @@ def add_TimelineServiceServicer_to_server(servicer, server):
                     servicer.DeletePost,
                     request_deserializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.DeletePostRequest.FromString,
                     response_serializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.DeletePostResponse.SerializeToString,
+            ),
+            'GetCiphertext': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCiphertext,
+                    request_deserializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetCiphertextRequest.FromString,
+                    response_serializer=murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetCiphertextResponse.SerializeToString,
             ),
             'GetHomeTimeline': grpc.unary_unary_rpc_method_handler(
                     servicer.GetHomeTimeline,
@@ -469,6 +486,33 @@ class TimelineService:
             '/murmur.timeline.v1.TimelineService/DeletePost',
             murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.DeletePostRequest.SerializeToString,
             murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.DeletePostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCiphertext(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.timeline.v1.TimelineService/GetCiphertext',
+            murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetCiphertextRequest.SerializeToString,
+            murmur_dot_timeline_dot_v1_dot_timeline__service__pb2.GetCiphertextResponse.FromString,
             options,
             channel_credentials,
             insecure,

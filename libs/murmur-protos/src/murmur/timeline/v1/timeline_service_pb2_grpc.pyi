@@ -45,6 +45,8 @@ class TimelineServiceStub:
     BatchGetPosts: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.BatchGetPostsRequest, _timeline_service_pb2.BatchGetPostsResponse]
     """Many posts at once, as the viewer may see them (for cache rebuilds)."""
     DeletePost: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.DeletePostRequest, _timeline_service_pb2.DeletePostResponse]
+    GetCiphertext: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.GetCiphertextRequest, _timeline_service_pb2.GetCiphertextResponse]
+    """A live post's ciphertext by its SHA-256 (the gateway's /v1/blobs)."""
     GetHomeTimeline: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.GetHomeTimelineRequest, _timeline_service_pb2.TimelinePage]
     GetUserTimeline: _grpc.UnaryUnaryMultiCallable[_timeline_service_pb2.GetUserTimelineRequest, _timeline_service_pb2.TimelinePage]
 
@@ -65,6 +67,8 @@ class TimelineServiceAsyncStub(TimelineServiceStub):
     BatchGetPosts: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.BatchGetPostsRequest, _timeline_service_pb2.BatchGetPostsResponse]  # type: ignore[assignment]
     """Many posts at once, as the viewer may see them (for cache rebuilds)."""
     DeletePost: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.DeletePostRequest, _timeline_service_pb2.DeletePostResponse]  # type: ignore[assignment]
+    GetCiphertext: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.GetCiphertextRequest, _timeline_service_pb2.GetCiphertextResponse]  # type: ignore[assignment]
+    """A live post's ciphertext by its SHA-256 (the gateway's /v1/blobs)."""
     GetHomeTimeline: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.GetHomeTimelineRequest, _timeline_service_pb2.TimelinePage]  # type: ignore[assignment]
     GetUserTimeline: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.GetUserTimelineRequest, _timeline_service_pb2.TimelinePage]  # type: ignore[assignment]
 
@@ -136,6 +140,14 @@ class TimelineServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _timeline_service_pb2.DeletePostRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_timeline_service_pb2.DeletePostResponse, _abc.Awaitable[_timeline_service_pb2.DeletePostResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetCiphertext(
+        self,
+        request: _timeline_service_pb2.GetCiphertextRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_timeline_service_pb2.GetCiphertextResponse, _abc.Awaitable[_timeline_service_pb2.GetCiphertextResponse]]:
+        """A live post's ciphertext by its SHA-256 (the gateway's /v1/blobs)."""
 
     @_abc_1.abstractmethod
     def GetHomeTimeline(
