@@ -14,8 +14,18 @@ import pytest
 from murmur.api.v1 import api_pb2 as api
 from murmur.timeline.v1 import resources_pb2 as res
 from murmur_gateway.compression import decompress
+from murmur_timeline.server import TimelineServer
 
-from .support import Keys, assert_problem, create_post, follow, post_body, register
+from .support import (
+    Keys,
+    assert_problem,
+    create_post,
+    follow,
+    gateway_client,
+    gateway_settings,
+    post_body,
+    register,
+)
 
 LIST_VIEW = "items(id,author_id,created_at),next_cursor,has_more"
 
@@ -336,3 +346,28 @@ async def test_a_malformed_blob_address_is_400(client: httpx.AsyncClient, addres
 
 async def test_an_unknown_blob_is_404(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get(f"/v1/blobs/{'0' * 64}"), 404, "not-found")
+
+
+async def test_cors_lets_a_configured_web_origin_read_validators(
+    keys: Keys, timeline: TimelineServer
+) -> None:
+    settings = gateway_settings(
+        keys, f"127.0.0.1:{timeline.port}", cors_origins="https://app.example"
+    )
+    async with gateway_client(settings) as web:
+        preflight = await web.options(
+            "/v1/posts",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, idempotency-key",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert "idempotency-key" in allowed
+        read = await web.get("/v1/users/nobody/posts", headers={"Origin": "https://app.example"})
+        assert "etag" in read.headers["access-control-expose-headers"].lower()
+        other = await web.get("/v1/users/nobody/posts", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers

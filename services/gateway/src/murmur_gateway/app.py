@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from murmur_core import nats as murmur_nats
@@ -132,5 +133,22 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lock_seconds=settings.idempotency_lock_seconds,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list:
+        # Outside the size limit so that preflights and refusals alike carry
+        # the CORS headers a browser needs to read them.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match"],
+            expose_headers=[
+                "ETag",
+                "Location",
+                "Retry-After",
+                "Idempotent-Replayed",
+                "Murmur-Stale",
+            ],
+            max_age=600,
+        )
     install_observability(app)
     return app

@@ -61,6 +61,9 @@ class GatewaySettings(TokenVerifyingSettings):
     sync_default_changes: int = Field(default=100, ge=1)
     sync_max_changes: int = Field(default=500, ge=1)
     sync_max_wait_seconds: float = Field(default=30.0, ge=0)
+    # Comma-separated origins of web apps allowed to call the API from a
+    # browser (CORS); empty allows none. Phones need no entry.
+    cors_origins: str = ""
     # Lists inline ciphertext up to this size and link to /v1/blobs above it.
     blob_inline_limit: int = Field(default=2048, ge=0)
     # Shared caches (CDN, Varnish) keep public responses this long, then serve
@@ -72,6 +75,10 @@ class GatewaySettings(TokenVerifyingSettings):
     # Comma-separated Varnish base URLs that writes purge by surrogate key.
     cdn_purge_urls: str = ""
     cdn_purge_timeout_seconds: float = Field(default=1.0, gt=0)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def cdn_purge_url_list(self) -> list[str]:
