@@ -85,8 +85,9 @@ class _Record:
 
 
 class MemoryIdempotencyStore:
-    def __init__(self) -> None:
+    def __init__(self, max_records: int = 100_000) -> None:
         self._records: dict[str, _Record] = {}
+        self._max = max_records
 
     def _live(self, key: str) -> _Record | None:
         record = self._records.get(key)
@@ -98,6 +99,8 @@ class MemoryIdempotencyStore:
     async def claim(self, key: str, fingerprint: str, owner: str, lock_ms: int) -> Claim:
         record = self._live(key)
         if record is None:
+            if len(self._records) >= self._max:
+                self._prune()
             self._records[key] = _Record(fingerprint, owner, time.monotonic() + lock_ms / 1000)
             return Claim("new")
         if record.fingerprint != fingerprint:
@@ -105,6 +108,14 @@ class MemoryIdempotencyStore:
         if record.response is None:
             return Claim("pending")
         return Claim("done", record.response)
+
+    def _prune(self) -> None:
+        """Expired records go first; if that is not enough, the oldest: a
+        forgotten key costs a replay, never a wrong answer."""
+        now = time.monotonic()
+        self._records = {k: r for k, r in self._records.items() if r.expires_at > now}
+        while len(self._records) >= self._max:
+            del self._records[next(iter(self._records))]
 
     async def complete(self, key: str, owner: str, response: bytes, ttl_ms: int) -> None:
         record = self._live(key)
