@@ -3,6 +3,7 @@ real Redis by every gateway instance, in process without Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -16,6 +17,8 @@ from murmur_timeline.server import TimelineServer
 
 from .support import Keys, assert_problem, gateway_client, gateway_settings
 
+# Instances settle with Redis every 50 ms.
+SETTLE_WAIT = 0.2
 STRICT = {
     "rate_limit_user_per_second": 0.5,
     "rate_limit_user_burst": 3,
@@ -96,12 +99,32 @@ async def test_instances_share_buckets_through_redis(
         for client in (one, two):
             client.headers["X-Forwarded-For"] = f"test-{secrets.token_hex(6)}"
         user = f"shared-{secrets.token_hex(6)}"
-        statuses = []
-        for n in range(4):
-            client = one if n % 2 == 0 else two
+
+        async def limited_on(client: httpx.AsyncClient, user: str = user) -> bool:
             response = await client.get("/v1/timelines/home", headers=keys.auth(user))
-            statuses.append(_limited(response.status_code))
-        assert statuses == [False, False, False, True]
+            return _limited(response.status_code)
+
+        # The user's whole burst (3) is spent on the first instance...
+        assert [await limited_on(one) for _ in range(3)] == [False, False, False]
+        await asyncio.sleep(SETTLE_WAIT)
+        # ...so the second, whose own buckets are fresh, lets one request
+        # through before it settles, then refuses: it learned from Redis.
+        assert await limited_on(two) is False
+        await asyncio.sleep(SETTLE_WAIT)
+        assert await limited_on(two) is True
+
+
+async def test_without_redis_instances_count_alone(keys: Keys, timeline: TimelineServer) -> None:
+    async for one, two in _clients(keys, timeline, 2, redis_url=""):
+        user = f"alone-{secrets.token_hex(6)}"
+        for client in (one, two):
+            statuses = [
+                _limited(
+                    (await client.get("/v1/timelines/home", headers=keys.auth(user))).status_code
+                )
+                for _ in range(3)
+            ]
+            assert statuses == [False, False, False]
 
 
 async def test_health_probes_are_not_limited(limited: httpx.AsyncClient) -> None:

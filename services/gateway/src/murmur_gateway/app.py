@@ -28,7 +28,7 @@ from murmur_gateway.limits import BodySizeLimit
 from murmur_gateway.near_cache import NearCache
 from murmur_gateway.openapi import build_openapi
 from murmur_gateway.purge import NullPurger, Purger, VarnishPurger
-from murmur_gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from murmur_gateway.ratelimit import MemoryRateLimiter, RateLimiter, SharedRateLimiter
 from murmur_gateway.reads import Reads, Reply
 from murmur_gateway.routes import blobs, health, posts, sync, timelines, users
 from murmur_gateway.settings import GatewaySettings
@@ -50,7 +50,7 @@ def _shared_state(
     # Short timeouts: both users of this client let requests through when
     # Redis is slow or gone, and must find out quickly.
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
-    return redis, RedisRateLimiter(redis), RedisIdempotencyStore(redis)
+    return redis, SharedRateLimiter(redis), RedisIdempotencyStore(redis)
 
 
 def _purger(settings: GatewaySettings) -> Purger:
@@ -104,6 +104,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             if nats is not None:
                 await nats.close()
             await purger.close()
+            await limiter.close()
             if redis is not None:
                 await redis.aclose()
             await backend.close()
