@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -371,3 +372,28 @@ async def test_cors_lets_a_configured_web_origin_read_validators(
         assert "etag" in read.headers["access-control-expose-headers"].lower()
         other = await web.get("/v1/users/nobody/posts", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+async def test_shared_caches_keep_an_expiring_post_only_until_it_expires(
+    client: httpx.AsyncClient, keys: Keys, feed: list[dict[str, Any]]
+) -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=100)
+    body = post_body(ciphertext=os.urandom(5000), expires_at=soon.isoformat())
+    created = await create_post(client, keys, "alice", body)
+    page = await client.get("/v1/users/alice/posts")
+    directives = dict(
+        part.strip().partition("=")[::2] for part in page.headers["cache-control"].split(",")
+    )
+    assert "public" in directives
+    assert 95 <= int(directives["s-maxage"]) <= 100
+    assert int(directives["max-age"]) == 30
+    assert directives["stale-while-revalidate"] == directives["stale-if-error"] == "0"
+    single = await client.get(f"/v1/posts/{created['id']}")
+    assert "s-maxage=9" in single.headers["cache-control"]
+    url = page.json()["items"][0]["ciphertext_url"]
+    blob = await client.get(url)
+    assert "immutable" not in blob.headers["cache-control"]
+    assert 95 <= int(blob.headers["cache-control"].rsplit("=", 1)[1]) <= 100
+    # Pages without expiring posts keep the configured lifetimes.
+    other = await client.get("/v1/users/bob/posts")
+    assert "s-maxage=300" in other.headers["cache-control"]

@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,9 +27,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from murmur_devstack.ports import free_port
+from murmur_devstack.varnish import Varnish, run_varnish, vcl_for_backend
 from murmur_gateway.purge import MAX_HEADER_VALUE_BYTES, VarnishPurger, chunk_tags
 
-from .varnish import DEFAULT_VCL, Varnish, run_varnish, vcl_for_backend
+DEFAULT_VCL = Path(__file__).resolve().parents[2] / "deploy" / "varnish" / "default.vcl"
 
 PUBLIC = "public, max-age=30, s-maxage=300, stale-while-revalidate=30, stale-if-error=86400"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -109,7 +111,9 @@ async def backend() -> AsyncIterator[Backend]:
 async def varnish(
     backend: Backend, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Varnish]:
-    async with run_varnish("127.0.0.1", backend.port, tmp_path_factory.mktemp("varnish")) as v:
+    async with run_varnish(
+        "127.0.0.1", backend.port, tmp_path_factory.mktemp("varnish"), vcl_source=DEFAULT_VCL
+    ) as v:
         yield v
 
 

@@ -1,6 +1,7 @@
-"""A real varnishd running ``deploy/varnish/default.vcl`` in front of a test server.
+"""A real varnishd (Debian's varnish + varnish-modules) in front of a local
+server, for tests and benchmarks of ``deploy/varnish/default.vcl``.
 
-``run_varnish(host, port, workdir)`` writes a copy of the VCL whose backend is
+``run_varnish(host, port, workdir, vcl_source=...)`` writes a copy of the VCL whose backend is
 ``host:port`` (the two lines marked ``MURMUR-BACKEND-HOST`` and
 ``MURMUR-BACKEND-PORT``), starts varnishd in the foreground on a free loopback
 port and stops it on exit.
@@ -28,8 +29,6 @@ import httpx
 
 from murmur_devstack.ports import LOOPBACK, free_ports
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_VCL = REPO_ROOT / "deploy" / "varnish" / "default.vcl"
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 INSTALL_HINT = (
@@ -134,9 +133,20 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
+def _prepare(workdir: Path, vcl_source: Path, host: str, port: int) -> tuple[Path, Path]:
+    """The VCL copy aimed at ``host:port`` and a management secret."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    vcl = workdir / "default.vcl"
+    vcl.write_text(vcl_for_backend(vcl_source.read_text(), host, port))
+    secret = workdir / "secret"
+    secret.write_text(secrets.token_hex(16) + "\n")
+    secret.chmod(0o600)
+    return vcl, secret
+
+
 @contextlib.asynccontextmanager
 async def run_varnish(
-    backend_host: str, backend_port: int, workdir: Path, *, vcl_source: Path = DEFAULT_VCL
+    backend_host: str, backend_port: int, workdir: Path, *, vcl_source: Path
 ) -> AsyncIterator[Varnish]:
     """varnishd with ``vcl_source`` in front of ``backend_host:backend_port``.
 
@@ -144,12 +154,7 @@ async def run_varnish(
     the instance directory (``v``) and its output (``varnishd.log``).
     """
     varnishd = varnishd_path()
-    workdir.mkdir(parents=True, exist_ok=True)
-    vcl = workdir / "default.vcl"
-    vcl.write_text(vcl_for_backend(vcl_source.read_text(), backend_host, backend_port))
-    secret = workdir / "secret"
-    secret.write_text(secrets.token_hex(16) + "\n")
-    secret.chmod(0o600)
+    vcl, secret = _prepare(workdir, vcl_source, backend_host, backend_port)
     log_path = workdir / "varnishd.log"
     port, admin_port = free_ports(2)
     admin = VarnishAdmin(f"{LOOPBACK}:{admin_port}", secret, workdir / "v")

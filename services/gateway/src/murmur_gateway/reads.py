@@ -9,6 +9,7 @@ content coding), so a hot read is neither re-encoded nor re-compressed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,6 +50,21 @@ class Reply:
     rendered: Rendered
     # Served from a copy past its freshness (the timeline service is failing).
     stale: bool = False
+    # When the first of its posts expires (Unix seconds): no cache may keep
+    # the answer past that.
+    expires_at: float | None = None
+
+
+def _expiry(post: res.Post) -> float | None:
+    if not post.HasField("expires_at"):
+        return None
+    return post.expires_at.seconds + post.expires_at.nanos / 1e9
+
+
+def _live(posts: Sequence[res.Post], now: float) -> list[res.Post]:
+    """Posts past their expiry are left out at once; the pipeline's expiry
+    job tombstones them, and the caches hear of it, a few seconds later."""
+    return [p for p in posts if (e := _expiry(p)) is None or e > now]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +159,10 @@ class Reads:
                     rpc.GetPostRequest(post_id=post_id, viewer_id=viewer)
                 )
             ).post
-        if post is None:
+        if post is None or not _live([post], time.time()):
             raise ProblemError(404, "not-found", "Not found", f"post {post_id} not found")
         # Posts never change: their id is their version.
-        reply = Reply(render(post_doc(post), api.Post, variant, post.id))
+        reply = Reply(render(post_doc(post), api.Post, variant, post.id), expires_at=_expiry(post))
         self._keep(key, reply, [f"post:{post_id}", f"home:{viewer}"], since)
         return reply
 
@@ -199,15 +215,21 @@ class Reads:
         viewer: str,
         variant: Variant,
     ) -> Reply:
-        items = [post_doc(p, inline_limit=self._inline_limit) for p in page.posts]
+        posts = _live(page.posts, time.time())
+        items = [post_doc(p, inline_limit=self._inline_limit) for p in posts]
+        # The cursor follows the page as read, expired posts included, so the
+        # next page starts where this one ended.
         last = page.posts[-1].id if page.posts else ""
         next_cursor = (
             self._cursors.seal_post(scope, viewer, last) if page.has_more and last else None
         )
         # A page's content is which posts it holds: posts never change.
-        version = version_tag(*(p.id for p in page.posts), str(page.has_more))
+        version = version_tag(*(p.id for p in posts), str(page.has_more))
+        expiries = [e for p in posts if (e := _expiry(p)) is not None]
         reply = Reply(
-            render(page_doc(items, next_cursor), api.PostPage, variant, version), page.stale
+            render(page_doc(items, next_cursor), api.PostPage, variant, version),
+            page.stale,
+            min(expiries) if expiries else None,
         )
         self._keep(key, reply, [*tags, *(f"post:{p.id}" for p in page.posts)], since)
         return reply

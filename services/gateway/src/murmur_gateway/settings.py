@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -84,12 +86,18 @@ class GatewaySettings(TokenVerifyingSettings):
     def cdn_purge_url_list(self) -> list[str]:
         return [u.strip() for u in self.cdn_purge_urls.split(",") if u.strip()]
 
-    def public_cache_control(self) -> str:
+    def public_cache_control(self, until: float | None = None) -> str:
+        """For shared caches. A response holding a post that expires at
+        ``until`` (Unix seconds) may be kept, stale or not, only until then."""
+        max_age, s_maxage = self.cdn_max_age_seconds, self.cdn_s_maxage_seconds
+        swr, sie = self.cdn_stale_while_revalidate_seconds, self.cdn_stale_if_error_seconds
+        if until is not None:
+            left = max(0, int(until - time.time()))
+            max_age, s_maxage = min(max_age, left), min(s_maxage, left)
+            swr, sie = min(swr, left - s_maxage), min(sie, left - s_maxage)
         return (
-            f"public, max-age={self.cdn_max_age_seconds}, "
-            f"s-maxage={self.cdn_s_maxage_seconds}, "
-            f"stale-while-revalidate={self.cdn_stale_while_revalidate_seconds}, "
-            f"stale-if-error={self.cdn_stale_if_error_seconds}"
+            f"public, max-age={max_age}, s-maxage={s_maxage}, "
+            f"stale-while-revalidate={swr}, stale-if-error={sie}"
         )
 
     @model_validator(mode="after")

@@ -215,8 +215,11 @@ class TimelineServicer(rpc_grpc.TimelineServiceServicer):
     ) -> rpc.GetCiphertextResponse:
         if len(request.sha256) != 32:
             raise validation.Invalid("sha256 must be 32 bytes")
-        post_id, ciphertext = await self._store.get_ciphertext(request.sha256)
-        return rpc.GetCiphertextResponse(ciphertext=ciphertext, post_id=post_id)
+        post_id, ciphertext, expires_at = await self._store.get_ciphertext(request.sha256)
+        reply = rpc.GetCiphertextResponse(ciphertext=ciphertext, post_id=post_id)
+        if expires_at is not None:
+            reply.expires_at.CopyFrom(timestamp(expires_at))
+        return reply
 
     @rpc_method
     async def GetHomeTimeline(

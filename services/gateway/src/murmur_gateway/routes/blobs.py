@@ -6,6 +6,7 @@ inside a response its reader was allowed to see."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
@@ -18,7 +19,8 @@ from murmur_gateway.representation import not_modified
 
 router = APIRouter(prefix="/v1/blobs", tags=["blobs"], responses=problem_responses(*UPSTREAM))
 
-IMMUTABLE = "public, max-age=31536000, immutable"
+YEAR = 31_536_000
+IMMUTABLE = f"public, max-age={YEAR}, immutable"
 OCTET_STREAM = "application/octet-stream"
 Sha256Path = Annotated[
     str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the ciphertext, lowercase hex")
@@ -35,7 +37,7 @@ Sha256Path = Annotated[
             "description": "The sealed bytes, never compressed (they would not shrink). "
             f"`Cache-Control: {IMMUTABLE}`; a strong ETag, the address itself.",
         },
-        304: {"description": "`If-None-Match` named this address."},
+        304: {"description": "`If-None-Match` named this address (and the post is live)."},
         **problem_responses(400, 404, 429),
     },
 )
@@ -44,10 +46,15 @@ async def get_blob(
 ) -> Response:
     etag = f'"{sha256}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
-    # Checked before the lookup: the answer could not have changed.
-    if not_modified(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
+    # Looked up even for a conditional request: the bytes cannot have
+    # changed, but the post may have been deleted, or may expire.
     reply = await timeline.GetCiphertext(rpc.GetCiphertextRequest(sha256=bytes.fromhex(sha256)))
     # Purged with the post that holds the bytes, should it be deleted.
     headers["Surrogate-Key"] = f"post:{reply.post_id}"
+    if reply.HasField("expires_at"):
+        # An expiring post's bytes may be kept only until it expires.
+        left = max(0, reply.expires_at.seconds - int(time.time()))
+        headers["Cache-Control"] = f"public, max-age={min(left, YEAR)}"
+    if not_modified(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
     return Response(reply.ciphertext, media_type=OCTET_STREAM, headers=headers)

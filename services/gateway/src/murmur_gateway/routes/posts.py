@@ -69,7 +69,7 @@ async def get_post(
         return respond(
             request,
             reply.rendered,
-            cache_control=settings.public_cache_control(),
+            cache_control=settings.public_cache_control(reply.expires_at),
             surrogate_keys=(f"post:{post_id}",),
         )
     reply = await reads.post(post_id, principal.user_id, variant)

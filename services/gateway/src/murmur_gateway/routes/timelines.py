@@ -63,7 +63,7 @@ async def user_timeline(
         return respond(
             request,
             reply.rendered,
-            cache_control=settings.public_cache_control(),
+            cache_control=settings.public_cache_control(reply.expires_at),
             surrogate_keys=(f"user:{user_id}:public",),
         )
     reply = await reads.user(user_id, principal.user_id, page.limit, page.cursor, variant)

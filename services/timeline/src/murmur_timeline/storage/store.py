@@ -315,20 +315,22 @@ class TimelineStore:
                 raise NotFound(f"post {post_id} not found")
         return post
 
-    async def get_ciphertext(self, sha256: bytes) -> tuple[str, bytes]:
-        """A live post's ciphertext by its content address, with the post's id.
+    async def get_ciphertext(self, sha256: bytes) -> tuple[str, bytes, int | None]:
+        """A live post's ciphertext by its content address, with the post's id
+        and expiry (epoch ms, as stored).
         Knowing the address is the capability: it is only ever handed to those
         who could read the post, and the bytes are sealed."""
         async with self.db.read() as conn:
             row = await conn.fetchrow(
-                f"SELECT id, ciphertext FROM posts WHERE ciphertext_sha256 = $1"
+                f"SELECT id, ciphertext, expires_at FROM posts WHERE ciphertext_sha256 = $1"
                 f" AND {LIVE.format(n=2)} LIMIT 1",
                 sha256,
                 self._clock(),
             )
         if row is None:
             raise NotFound("no live post has this ciphertext")
-        return str(row[0]), bytes(row[1])
+        expires_at = None if row[2] is None else int(row[2])
+        return str(row[0]), bytes(row[1]), expires_at
 
     async def delete_post(
         self, post_id: str, viewer_id: str, *, reason: str = "author"

@@ -161,12 +161,14 @@ class GetCiphertextRequest(_message.Message):
     def __init__(self, sha256: _Optional[bytes] = ...) -> None: ...
 
 class GetCiphertextResponse(_message.Message):
-    __slots__ = ("ciphertext", "post_id")
+    __slots__ = ("ciphertext", "post_id", "expires_at")
     CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
     POST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     ciphertext: bytes
     post_id: str
-    def __init__(self, ciphertext: _Optional[bytes] = ..., post_id: _Optional[str] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, ciphertext: _Optional[bytes] = ..., post_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetHomeTimelineRequest(_message.Message):
     __slots__ = ("viewer_id", "limit", "page_token", "before_id")
