@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from murmur_core import nats as murmur_nats
-from murmur_core.http import install_observability
+from murmur_core.http import NATIVE_TELEMETRY_OFF, install_observability
 from murmur_core.service_info import package_version
 from murmur_gateway.backend import open_backend
 from murmur_gateway.cache_sync import CacheSync
@@ -114,6 +114,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version=package_version("murmur-gateway"),
         description="Public HTTP API of Murmur. Post bodies are client-side ciphertext.",
         lifespan=lifespan,
+        telemetry=NATIVE_TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.verifier = verifier
