@@ -17,6 +17,7 @@ from murmur_gateway.backend import open_backend
 from murmur_gateway.cache_sync import CacheSync
 from murmur_gateway.cursors import CursorSigner
 from murmur_gateway.errors import install_error_handlers
+from murmur_gateway.hot_path import HotReads
 from murmur_gateway.idempotency import IdempotencyKeys
 from murmur_gateway.idempotency_store import (
     IdempotencyStore,
@@ -135,6 +136,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lock_seconds=settings.idempotency_lock_seconds,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.hot_path:
+        # Inside CORS, so that its answers carry the CORS headers too.
+        app.add_middleware(HotReads)
     if settings.cors_origin_list:
         # Outside the size limit so that preflights and refusals alike carry
         # the CORS headers a browser needs to read them.

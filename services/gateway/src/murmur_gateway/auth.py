@@ -45,7 +45,7 @@ def client_address(request: Request, trusted_hops: int) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _charge(request: Request, user_id: str | None) -> None:
+async def charge(request: Request, user_id: str | None) -> None:
     settings: GatewaySettings = request.app.state.settings
     limiter: RateLimiter = request.app.state.limiter
     limits = []
@@ -80,7 +80,7 @@ async def _charge(request: Request, user_id: str | None) -> None:
         )
 
 
-def _verify(verifier: TokenVerifier, token: str) -> Principal:
+def verify_token(verifier: TokenVerifier, token: str) -> Principal:
     try:
         principal = verifier.verify(token)
     except InvalidToken as exc:
@@ -97,14 +97,14 @@ async def authenticate(
     verifier: Annotated[TokenVerifier, Depends(get_verifier)],
 ) -> Principal:
     if credentials is None:
-        await _charge(request, None)
+        await charge(request, None)
         raise _unauthorized("a bearer token is required", token_given=False)
     try:
-        principal = _verify(verifier, credentials.credentials)
+        principal = verify_token(verifier, credentials.credentials)
     except ProblemError:
-        await _charge(request, None)
+        await charge(request, None)
         raise
-    await _charge(request, principal.user_id)
+    await charge(request, principal.user_id)
     sync = getattr(request.app.state, "cache_sync", None)
     if sync is not None:
         sync.seen(principal.user_id)
@@ -120,14 +120,14 @@ async def authenticate_if_given(
     A token that is given must be valid: a client with an expired token is
     told so rather than silently shown the public view."""
     if credentials is None:
-        await _charge(request, None)
+        await charge(request, None)
         return None
     return await authenticate(request, credentials, verifier)
 
 
 async def anonymous(request: Request) -> None:
     """Routes that need no token are still charged to the client's address."""
-    await _charge(request, None)
+    await charge(request, None)
 
 
 CurrentUser = Annotated[Principal, Depends(authenticate)]

@@ -74,6 +74,10 @@ class _Page:
     stale: bool
 
 
+def _home_key(viewer: str, limit: int, variant: Variant) -> str:
+    return f"home|{viewer}|{limit}|{variant.cache_key()}"
+
+
 class Reads:
     def __init__(
         self,
@@ -88,10 +92,14 @@ class Reads:
         self._cursors = cursors
         self._inline_limit = inline_limit
 
+    def cached_home(self, viewer: str, limit: int, variant: Variant) -> Reply | None:
+        """The first home page as the near cache holds it, if it does."""
+        return self._near_get(_home_key(viewer, limit, variant))
+
     async def home(self, viewer: str, limit: int, cursor: str, variant: Variant) -> Reply:
         scope = "home"
         before = self._open(scope, viewer, cursor)
-        key = f"home|{viewer}|{limit}|{variant.cache_key()}"
+        key = _home_key(viewer, limit, variant)
         if before is None and (hit := self._near_get(key)) is not None:
             return hit
         since = self._near.generation() if self._near is not None else 0

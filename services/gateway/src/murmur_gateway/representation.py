@@ -65,18 +65,14 @@ def _not_acceptable(detail: str) -> ProblemError:
     return ProblemError(406, "not-acceptable", "Not acceptable", detail)
 
 
-async def negotiate(
-    request: Request,
-    fields: Annotated[str | None, Query(description=FIELDS_DESCRIPTION)] = None,
-) -> Variant:
-    headers = request.headers
-    media = choose_media_type(headers.get("accept"), OFFERED_MEDIA_TYPES)
+def choose_variant(accept: str | None, accept_encoding: str | None, fields: str | None) -> Variant:
+    media = choose_media_type(accept, OFFERED_MEDIA_TYPES)
     if media is None:
         raise _not_acceptable(
             "acceptable media types are application/json, application/msgpack "
             "and application/protobuf"
         )
-    coding = choose_encoding(headers.get("accept-encoding"))
+    coding = choose_encoding(accept_encoding)
     if coding is None:
         raise _not_acceptable("acceptable content codings are zstd, br, gzip and identity")
     if fields is None:
@@ -87,6 +83,14 @@ async def negotiate(
         except FieldSyntaxError as exc:
             raise ProblemError(400, "invalid-fields", "Invalid fields", f"fields: {exc}") from None
     return Variant(canonical_media_type(media), projection, coding)
+
+
+async def negotiate(
+    request: Request,
+    fields: Annotated[str | None, Query(description=FIELDS_DESCRIPTION)] = None,
+) -> Variant:
+    headers = request.headers
+    return choose_variant(headers.get("accept"), headers.get("accept-encoding"), fields)
 
 
 ChosenVariant = Annotated[Variant, Depends(negotiate)]

@@ -63,6 +63,9 @@ class GatewaySettings(TokenVerifyingSettings):
     sync_default_changes: int = Field(default=100, ge=1)
     sync_max_changes: int = Field(default=500, ge=1)
     sync_max_wait_seconds: float = Field(default=30.0, ge=0)
+    # Answer first home pages the near cache holds before FastAPI routes
+    # them (see hot_path.py); off, every request takes the routed path.
+    hot_path: bool = True
     # Comma-separated origins of web apps allowed to call the API from a
     # browser (CORS); empty allows none. Phones need no entry.
     cors_origins: str = ""

@@ -15,6 +15,7 @@ from murmur_gateway.schemas import PostPage
 router = APIRouter(prefix="/v1", tags=["timelines"], responses=problem_responses(*UPSTREAM))
 
 STALE_HEADER = "Murmur-Stale"
+HOME_PATH = "/v1/timelines/home"
 # Private answers may be kept by the client only, and revalidated (ETag) on use.
 PRIVATE = "private, no-cache"
 
@@ -24,7 +25,7 @@ def stale_header(reply: Reply) -> dict[str, str] | None:
 
 
 @router.get(
-    "/timelines/home",
+    HOME_PATH.removeprefix("/v1"),
     response_model=PostPage,
     responses={**representations(), **problem_responses(400, 406, 429)},
     description=f"`{STALE_HEADER}: 1` marks a page served from a stale copy while the "
