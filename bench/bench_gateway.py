@@ -1139,8 +1139,9 @@ def report(cfg: Config, outcome: Outcome, figures: Figures) -> list[str]:
     )
     add(
         f"rate limits were raised for this run (user and address {RAISED_RATE:,}/s, burst"
-        f" {RAISED_BURST:,}; defaults 20/s burst 100 and 50/s burst 300): every request was still"
-        f" charged (local buckets, settled with Redis every 50 ms). With limits off (rate 0): {n.rps:,.0f} req/s vs {g.rps:,.0f}"
+        f" {RAISED_BURST:,}; defaults 20/s burst 100 and 50/s burst 300): every request"
+        f" was still charged (local buckets, settled with Redis every 50 ms)."
+        f" With limits off (rate 0): {n.rps:,.0f} req/s vs {g.rps:,.0f}"
         f" ({benchlib.ratio(g.rps, n.rps) - 1:+.1%} with limits), gateway CPU"
         f" {_n(g.us_per_request('gateway') - n.us_per_request('gateway'))} µs and Redis"
         f" {_n(g.us_per_request('redis'))} µs a request for it"
