@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -136,11 +137,18 @@ async def test_cached_first_pages_skip_routing_and_others_do_not(
     user = await _seed(hot, dev_keys)
     headers = _auth(dev_keys, user)
     before = HOT_PATH_ANSWERS._value.get()
-    first = await hot.get("/v1/timelines/home", headers=headers)  # fills the near cache
-    assert first.status_code == 200
-    for _ in range(3):
+    # The pipeline's fan-out of the seed posts invalidates the page a moment
+    # later (and the near cache keeps pages 1 s): read until three in a row
+    # were answered before routing.
+    deadline = time.monotonic() + 10
+    in_a_row = 0
+    while in_a_row < 3:
+        assert time.monotonic() < deadline, "the hot path never answered three in a row"
+        counted = HOT_PATH_ANSWERS._value.get()
         assert (await hot.get("/v1/timelines/home", headers=headers)).status_code == 200
-    assert HOT_PATH_ANSWERS._value.get() - before == 3
+        in_a_row = in_a_row + 1 if HOT_PATH_ANSWERS._value.get() > counted else 0
+    assert HOT_PATH_ANSWERS._value.get() - before >= 3
+    before = HOT_PATH_ANSWERS._value.get()
     # A bad token, a later page: routed, and answered as usual.
     bad = await hot.get("/v1/timelines/home", headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
@@ -149,7 +157,7 @@ async def test_cached_first_pages_skip_routing_and_others_do_not(
         "/v1/timelines/home", params={"limit": 2, "cursor": cursor["next_cursor"]}, headers=headers
     )
     assert later.status_code == 200
-    assert HOT_PATH_ANSWERS._value.get() - before == 3
+    assert HOT_PATH_ANSWERS._value.get() == before
 
 
 async def test_the_hot_path_charges_the_rate_limit(stack: Stack, dev_keys: DevKeys) -> None:
