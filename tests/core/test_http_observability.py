@@ -95,3 +95,26 @@ async def test_errors_mark_the_span_and_probes_are_not_traced(
     assert missing.status.status_code == StatusCode.UNSET  # a 404 is the client's
     assert missing.attributes is not None
     assert missing.attributes["http.response.status_code"] == 404
+
+
+async def test_latency_buckets_carry_the_trace_as_an_exemplar(
+    client: httpx.AsyncClient, exporter: InMemorySpanExporter
+) -> None:
+    await client.get("/items/exemplar")
+    (span,) = exporter.get_finished_spans()
+    trace_id = format(span.context.trace_id, "032x")
+    scraped = await client.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert scraped.headers["content-type"].startswith("application/openmetrics-text")
+    lines = [
+        line
+        for line in scraped.text.splitlines()
+        if line.startswith("http_server_request_duration_seconds_bucket")
+        and 'route="/items/{item_id}"' in line
+    ]
+    assert any(f'# {{trace_id="{trace_id}"}}' in line for line in lines), lines
+    # The classic text format, for scrapers that do not ask, has none.
+    plain = await client.get("/metrics")
+    assert plain.headers["content-type"].startswith("text/plain")
+    assert "trace_id" not in plain.text

@@ -16,8 +16,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
+from murmur_core.grpc_client import UNOBSERVED
 from murmur_core.metrics import GrpcMetricsInterceptor
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,10 @@ class GrpcServer:
         self._service_names = list(service_names)
         self.health = HealthServicer()
         self._server = grpc.aio.server(
-            interceptors=[aio_server_interceptor(), GrpcMetricsInterceptor()],  # type: ignore[no-untyped-call]
+            interceptors=[
+                aio_server_interceptor(filter_=filters.negate(UNOBSERVED)),  # type: ignore[no-untyped-call]
+                GrpcMetricsInterceptor(),
+            ],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),

@@ -19,12 +19,13 @@ from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from murmur_core.metrics import LATENCY_BUCKETS
+from murmur_core.metrics import LATENCY_BUCKETS, trace_exemplar
 
 HTTP_REQUESTS = Counter(
     "http_server_requests_total",
@@ -118,13 +119,20 @@ class HttpObservability:
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
+            HTTP_DURATION.labels(method, template).observe(
+                time.perf_counter() - started, trace_exemplar()
+            )
             span.end()
             otel_context.detach(token)
-            HTTP_DURATION.labels(method, template).observe(time.perf_counter() - started)
             HTTP_REQUESTS.labels(method, template, str(status)).inc()
 
 
-async def metrics_endpoint(_: Request) -> Response:
+async def metrics_endpoint(request: Request) -> Response:
+    # OpenMetrics when the scraper asks for it (Prometheus does): the only
+    # exposition that carries exemplars.
+    if "application/openmetrics-text" in request.headers.get("accept", ""):
+        body: bytes = openmetrics.generate_latest(REGISTRY)  # type: ignore[no-untyped-call]
+        return Response(body, media_type=openmetrics.CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import grpc
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram, start_http_server
 
 # Bucket edges include each SLO threshold we alert on (25 ms, 100 ms, 250 ms, 1 s).
@@ -30,6 +31,20 @@ GRPC_SERVER_HANDLING = Histogram(
     ["grpc_service", "grpc_method"],
     buckets=LATENCY_BUCKETS,
 )
+
+
+# Probes and reflection are not traffic (as for HTTP: /healthz, /metrics).
+UNOBSERVED_SERVICES = ("grpc.health.v1.", "grpc.reflection.")
+
+
+def trace_exemplar() -> dict[str, str] | None:
+    """The current trace, for a histogram observation's exemplar: a latency
+    bucket on a dashboard then links to a trace that landed in it. Only
+    sampled traces, since only those reach the trace store."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid or not context.trace_flags.sampled:
+        return None
+    return {"trace_id": format(context.trace_id, "032x")}
 
 
 def start_metrics_listener(port: int, addr: str = "0.0.0.0") -> int:
@@ -72,6 +87,8 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
+        if handler_call_details.method.lstrip("/").startswith(UNOBSERVED_SERVICES):
+            return handler
         service, method = _split_method(handler_call_details.method)
         inner = cast(Handler, handler.unary_unary)
         handled = GRPC_SERVER_HANDLED
@@ -88,7 +105,7 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
                 code = _status_name(context)
                 raise
             finally:
-                timing.observe(time.perf_counter() - started)
+                timing.observe(time.perf_counter() - started, trace_exemplar())
                 handled.labels(service, method, code).inc()
 
         return grpc.unary_unary_rpc_method_handler(

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from murmur.timeline.v1 import resources_pb2 as res
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
+from murmur_core.grpc_client import open_channel
 
 if TYPE_CHECKING:
     from murmur.timeline.v1.timeline_service_pb2_grpc import (
@@ -58,8 +58,7 @@ class SourcePage:
 
 class TimelineSource:
     def __init__(self, address: str, timeout_seconds: float) -> None:
-        interceptors = aio_client_interceptors()  # type: ignore[no-untyped-call]
-        self._channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
+        self._channel = open_channel(address)
         self._stub = TimelineStub(self._channel)
         self._timeout = timeout_seconds
 

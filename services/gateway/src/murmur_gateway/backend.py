@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
 
 from murmur.timeline.v1 import timeline_service_pb2
+from murmur_core.grpc_client import open_channel
 
 if TYPE_CHECKING:
     # The async stub types exist only for type checkers; at run time the one
@@ -87,13 +87,7 @@ class Backend:
 
 
 def _channel(address: str, timeout_seconds: float) -> grpc.aio.Channel:
-    # Probes run every few seconds; tracing them would bury real traffic.
-    tracing = aio_client_interceptors(  # type: ignore[no-untyped-call]
-        filter_=filters.negate(filters.health_check())
-    )
-    return grpc.aio.insecure_channel(
-        address, interceptors=[*tracing, DefaultDeadline(timeout_seconds)]
-    )
+    return open_channel(address, interceptors=[DefaultDeadline(timeout_seconds)])
 
 
 def open_backend(

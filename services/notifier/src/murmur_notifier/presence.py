@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from murmur.cache.v1 import cache_service_pb2 as cache_rpc
+from murmur_core.grpc_client import open_channel
 from murmur_notifier.router import Router
 from murmur_notifier.settings import NotifierSettings
 
@@ -30,7 +31,7 @@ class Presence:
     def __init__(self, settings: NotifierSettings, router: Router) -> None:
         self._settings = settings
         self._router = router
-        self._channel = grpc.aio.insecure_channel(settings.cache_addr)
+        self._channel = open_channel(settings.cache_addr)
         self._cache = CacheStub(self._channel)
         self._tasks: set[asyncio.Task[None]] = set()
         # A reconnect storm (a drain elsewhere, a NATS reconnect here) must

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 import grpc
 from nats.aio.client import Client as NatsClient
 from nats.js.api import RePublish
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from murmur_core import nats as murmur_nats
 from murmur_core import subjects
 from murmur_core.consumer import ConsumerSpec, EventConsumer
+from murmur_core.grpc_client import open_channel
 from murmur_core.grpc_server import GrpcServer
 from murmur_core.metrics import start_metrics_listener
 from murmur_timeline.pipeline.cleanup import Scheduler, jobs
@@ -80,10 +80,7 @@ class Pipeline:
             subjects=[f"{subjects.DEAD_LETTER_PREFIX}.>"],
             max_age_seconds=14 * 86400,
         )
-        channel = grpc.aio.insecure_channel(
-            settings.cache_addr,
-            interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
-        )
+        channel = open_channel(settings.cache_addr)
         fanout = FanOut(settings, store, CacheStub(channel), UserEvents(nc))
         consumer = EventConsumer(
             nc,
