@@ -140,6 +140,7 @@ class SharedRateLimiter:
         self._over_until: dict[str, float] = {}
         self._settler: asyncio.Task[None] | None = None
         self._failing = False
+        self._closing = False
 
     async def check(self, limits: Sequence[Limit]) -> Verdict:
         now = time.monotonic()
@@ -189,14 +190,16 @@ class SharedRateLimiter:
                 self._over_until.pop(key, None)
 
     async def _settle_forever(self) -> None:
-        while True:
+        # A flag as well as the cancel: redis-py can swallow a CancelledError
+        # that lands inside a command, and the loop would go on forever.
+        while not self._closing:
             await asyncio.sleep(self._settle_seconds)
             await self.settle()
 
     async def close(self) -> None:
+        self._closing = True
         if self._settler is not None:
             self._settler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._settler
+            await asyncio.wait([self._settler], timeout=2 * self._settle_seconds + 1)
         with contextlib.suppress(RedisError):
             await self.settle()
