@@ -90,7 +90,7 @@ async def test_delivery_span_is_a_child_of_the_post_trace(spans: InMemorySpanExp
 
     assert [d.seq for d in listener.offered] == [7, 8]
     [span] = spans.get_finished_spans()
-    assert span.name == "notifier deliver"
+    assert span.name == "process murmur.live.user"
     assert span.context is not None and span.parent is not None
     assert span.context.trace_id == parent.get_span_context().trace_id
     assert span.parent.span_id == parent.get_span_context().span_id

@@ -182,7 +182,22 @@ class EventConsumer:
     async def _handle_and_settle(self, msg: Msg) -> None:
         spec = self._spec
         try:
-            await self._handle(msg)
+            # One span a message, continuing the trace of what published it,
+            # so a write's trace runs through every consumer's work on it;
+            # the batch span, a trace of its own, links to them all.
+            with tracer.start_as_current_span(
+                f"process {msg.subject}",
+                context=extract_trace_context(msg.headers),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": msg.subject,
+                    "messaging.consumer.group.name": spec.durable,
+                    "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
+                },
+            ):
+                await self._handle(msg)
         except Poison as exc:
             await self._dead_letter(msg, f"poison: {exc}")
             return

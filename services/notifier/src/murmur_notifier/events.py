@@ -10,6 +10,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError
+from opentelemetry.trace import SpanContext
 
 from murmur.events.v1 import events_pb2
 from murmur_core import subjects
@@ -33,6 +34,9 @@ class Delivery:
     occurred_at: str | None = None
     # The payload as JSON-ready values, protobuf field names as keys.
     data: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The delivery span, when this event's trace is sampled: the WebSocket
+    # send that writes it continues that trace.
+    traced: SpanContext | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,13 +9,19 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
 
 from murmur_notifier import metrics
 from murmur_notifier.errors import fit_reason
 from murmur_notifier.events import Delivery
 from murmur_notifier.settings import NotifierSettings
+
+_tracer = trace.get_tracer("murmur_notifier")
 
 if TYPE_CHECKING:
     from murmur_notifier.connection import Channel
@@ -32,6 +38,25 @@ class Outgoing:
         self.subscriber = subscriber
         self.delivery = delivery
         self.encoded = encoded
+
+
+def _send_span(traced: list[SpanContext], frames: int) -> AbstractContextManager[trace.Span]:
+    """The end of a post's trace: the frame carrying it written to the socket.
+    A child of the first sampled event's delivery span, linked to the others
+    coalesced into the same frames."""
+    first, *others = traced
+    return _tracer.start_as_current_span(
+        "send murmur.live.user",
+        context=trace.set_span_in_context(NonRecordingSpan(first)),
+        kind=SpanKind.PRODUCER,
+        links=[Link(context) for context in others],
+        attributes={
+            "messaging.operation.type": "send",
+            "network.protocol.name": "websocket",
+            "messaging.batch.message_count": len(traced),
+            "murmur.notifier.frames": frames,
+        },
+    )
 
 
 # Turns a run of queued events into the frames the protocol sends for them.
@@ -141,18 +166,25 @@ class Outbox:
                     and len(self._queue) < settings.frame_max_events
                 ):
                     await asyncio.sleep(settings.coalesce_seconds)
-                for frame in self._next_frames():
-                    await self._ws.send(frame, text=True)
+                frames, traced = self._next_frames()
+                if traced:
+                    with _send_span(traced, len(frames)):
+                        for frame in frames:
+                            await self._ws.send(frame, text=True)
+                else:
+                    for frame in frames:
+                        await self._ws.send(frame, text=True)
             if (request := self.close_request) is not None:
                 reason = request.reason if isinstance(request.reason, str) else request.reason()
                 await self.close_now(request.code, reason)
                 return
 
-    def _next_frames(self) -> list[bytes]:
+    def _next_frames(self) -> tuple[list[bytes], list[SpanContext]]:
+        """The next frames to write, and the sampled traces of their events."""
         head = self._queue.popleft()
         if not isinstance(head, Outgoing):
             self._forget(len(head))
-            return [head]
+            return [head], []
         batch = [head]
         limit = self._settings.frame_max_events
         while self._queue and len(batch) < limit and isinstance(self._queue[0], Outgoing):
@@ -161,17 +193,23 @@ class Outbox:
         # A subscription the client completed gets nothing more, even if queued.
         batch = [item for item in batch if item.subscriber.active]
         if not batch:
-            return []
+            return [], []
         now = time.monotonic()
+        traced = []
         for item in batch:
-            metrics.DELIVERY_SECONDS.observe(now - item.delivery.received_at)
+            context = item.delivery.traced
+            exemplar = None
+            if context is not None:
+                traced.append(context)
+                exemplar = {"trace_id": format(context.trace_id, "032x")}
+            metrics.DELIVERY_SECONDS.observe(now - item.delivery.received_at, exemplar)
             # Written from here on: where this subscription resumes from.
             item.subscriber.position = item.delivery.seq
         frames = self._framer(batch)
         metrics.DELIVERED.inc(len(batch))
         metrics.FRAMES.inc(len(frames))
         metrics.LAG_EVENTS.observe(len(self._queue))
-        return frames
+        return frames, traced
 
     def _forget(self, size: int) -> None:
         self.queued_bytes -= size

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from nats.aio.client import Client as NatsClient
@@ -115,7 +116,7 @@ class Router:
                 listener.offer(delivery)
             return
         with tracer.start_as_current_span(
-            "notifier deliver",
+            f"process {subjects.USER_LIVE_PREFIX}",
             context=context,
             kind=SpanKind.CONSUMER,
             attributes={
@@ -126,6 +127,8 @@ class Router:
                 "murmur.event.seq": delivery.seq,
                 "murmur.notifier.connections": len(listeners),
             },
-        ):
+        ) as span:
+            if span.get_span_context().trace_flags.sampled:
+                delivery = replace(delivery, traced=span.get_span_context())
             for listener in listeners:
                 listener.offer(delivery)

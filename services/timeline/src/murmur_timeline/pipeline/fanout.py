@@ -19,7 +19,6 @@ from prometheus_client import Counter, Histogram
 from murmur.cache.v1 import cache_service_pb2 as cache_rpc
 from murmur.events.v1 import events_pb2
 from murmur_core.consumer import Poison
-from murmur_core.nats import extract_trace_context
 from murmur_timeline.pipeline.settings import PipelineSettings
 from murmur_timeline.pipeline.user_events import UserEvents
 from murmur_timeline.storage import NotFound, TimelineStore
@@ -85,12 +84,8 @@ class FanOut:
         kind = event.WhichOneof("payload")
         if kind is None or not event.event_id:
             raise Poison("an event needs an id and a payload")
-        parent = extract_trace_context(msg.headers)
-        token = otel_context.attach(parent)
-        try:
-            await self.apply(event, parent)
-        finally:
-            otel_context.detach(token)
+        # The consumer runs each message in a span continuing the post's trace.
+        await self.apply(event, otel_context.get_current())
 
     async def apply(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
         kind = event.WhichOneof("payload")
