@@ -4,7 +4,7 @@ UV := $(shell ./scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout bench-notifier bench-gateway
+.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout bench-notifier bench-gateway bench-tracing
 
 help:
 	@echo "make up            run the whole stack locally (Ctrl-C stops it)"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench-fanout  fan-out pipeline: inserts/s, post-to-visible, hybrid on/off (QUICK=1)"
 	@echo "make bench-notifier  notifier delivery latency, burst rate, memory vs a naive FastAPI loop (QUICK=1)"
 	@echo "make bench-gateway  home page bytes and CPU per encoding/coding/fields, req/s vs bare FastAPI (QUICK=1)"
+	@echo "make bench-tracing  gateway req/s with tracing on (every span exported) vs off (QUICK=1)"
 
 install:
 	./scripts/ensure-system-packages.sh
@@ -66,5 +67,8 @@ bench-notifier: install
 
 bench-gateway: install
 	$(RUN) python bench/bench_gateway.py $(if $(filter 1,$(QUICK)),--quick)
+
+bench-tracing: install
+	$(RUN) python bench/bench_tracing.py $(if $(filter 1,$(QUICK)),--quick)
 
 ci: protos-check lint test
