@@ -11,6 +11,9 @@ command -v varnishd >/dev/null 2>&1 || missing="$missing varnish"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+# Prometheus (promtool checks the rules and scrapes in tests) and Alertmanager (amtool).
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing="$missing prometheus"
+command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
