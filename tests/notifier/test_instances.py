@@ -106,4 +106,4 @@ async def test_a_user_who_leaves_an_instance_is_unsubscribed_there(
         while any(live in subs for subs in await _notifier_subscriptions(notifier_stack)):
             await asyncio.sleep(0.05)
     response = httpx.get(second_notifier.urls()["notifier_metrics"])
-    assert "murmur_notifier_connections 0.0" in response.text
+    assert 'murmur_notifier_connections{protocol="murmur.v1"} 0.0' in response.text

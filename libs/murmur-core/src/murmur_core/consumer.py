@@ -20,7 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from murmur_core.metrics import LATENCY_BUCKETS
 from murmur_core.nats import extract_trace_context, inject_trace_context
@@ -33,6 +33,12 @@ CONSUMED = Counter(
     "JetStream messages handled, by consumer and outcome (done, retry, dead_letter).",
     ["consumer", "outcome"],
 )
+PENDING = Gauge(
+    "murmur_consumer_pending_messages",
+    "Messages in the stream this consumer has yet to fetch, as of its last fetch (lag).",
+    ["consumer"],
+)
+OUTCOMES = ("done", "retry", "dead_letter")
 BATCH_SECONDS = Histogram(
     "murmur_consumer_batch_duration_seconds",
     "Time to handle one fetched batch, by consumer.",
@@ -111,6 +117,10 @@ class EventConsumer:
 
     async def _run(self) -> None:
         self._subscription = await self._subscribe()
+        # Every outcome exists from the start, at 0, so that rate() and
+        # increase() see the first retry or dead letter.
+        for outcome in OUTCOMES:
+            CONSUMED.labels(self._spec.durable, outcome)
         while True:
             try:
                 messages = await self._subscription.fetch(
@@ -127,6 +137,9 @@ class EventConsumer:
                 )
                 await asyncio.sleep(0.5)
                 continue
+            last = messages[-1].metadata if messages else None
+            if last is not None and last.num_pending is not None:
+                PENDING.labels(self._spec.durable).set(last.num_pending)
             with BATCH_SECONDS.labels(self._spec.durable).time():
                 await self.handle_batch(messages)
 

@@ -19,7 +19,14 @@ from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.openmetrics import exposition as openmetrics
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +38,11 @@ HTTP_REQUESTS = Counter(
     "http_server_requests_total",
     "HTTP requests answered, by route template and status code.",
     ["method", "route", "status_code"],
+)
+HTTP_ACTIVE = Gauge(
+    "http_server_active_requests",
+    "HTTP requests being answered now (USE: the process's saturation).",
+    ["method"],
 )
 HTTP_DURATION = Histogram(
     "http_server_request_duration_seconds",
@@ -56,13 +68,16 @@ UNMATCHED_ROUTE = "unmatched"
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 
-def _incoming_context(scope: Scope) -> otel_context.Context | None:
+def _incoming_context(scope: Scope) -> otel_context.Context:
+    """The caller's trace context, and nothing else: a server span's parent
+    comes from the request, never from whatever this task had current."""
     carrier = {
         name.decode(): value.decode("latin-1")
         for name, value in scope["headers"]
         if name in _PROPAGATION_HEADERS
     }
-    return propagate.extract(carrier) if carrier else None
+    empty = otel_context.Context()
+    return propagate.extract(carrier, context=empty) if carrier else empty
 
 
 def _traceparent(span: trace.Span) -> bytes | None:
@@ -95,6 +110,8 @@ class HttpObservability:
         )
         token = otel_context.attach(trace.set_span_in_context(span))
         status = 500
+        active = HTTP_ACTIVE.labels(method)
+        active.inc()
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
@@ -124,6 +141,7 @@ class HttpObservability:
             )
             span.end()
             otel_context.detach(token)
+            active.dec()
             HTTP_REQUESTS.labels(method, template, str(status)).inc()
 
 

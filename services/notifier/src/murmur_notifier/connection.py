@@ -65,6 +65,8 @@ class Services:
 class Connection(ABC):
     # Close code for a client sending more messages than its budget.
     FLOOD_CODE: ClassVar[int]
+    # The WebSocket subprotocol, for the metrics' protocol label.
+    PROTOCOL: ClassVar[str]
 
     def __init__(self, ws: Channel, services: Services) -> None:
         self.ws = ws
@@ -74,7 +76,7 @@ class Connection(ABC):
         self.expires_at = 0.0
         # By subscription id ("" for the native protocol's only one).
         self.subscribers: dict[str, Subscriber] = {}
-        self.outbox = Outbox(ws, self.settings, self.frames, self.too_slow)
+        self.outbox = Outbox(ws, self.settings, self.frames, self.too_slow, self.PROTOCOL)
         rate = self.settings.client_messages_per_second
         self._tokens = 2 * rate
         self._refilled = time.monotonic()
@@ -126,7 +128,8 @@ class Connection(ABC):
         user_id = self.user_id = principal.user_id
         self.expires_at = principal.expires_at
         await self.services.router.join(user_id, self)
-        metrics.CONNECTIONS.inc()
+        metrics.CONNECTIONS.labels(self.PROTOCOL).inc()
+        metrics.SESSIONS.labels(self.PROTOCOL).inc()
         self.welcome()
         sender = asyncio.create_task(self.outbox.run())
         timers = asyncio.create_task(self._timers())
@@ -148,7 +151,7 @@ class Connection(ABC):
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await asyncio.wait_for(sender, timeout=self.settings.shutdown_grace_seconds)
             await self.services.router.leave(user_id, self)
-            metrics.CONNECTIONS.dec()
+            metrics.CONNECTIONS.labels(self.PROTOCOL).dec()
             self.outbox.discard()
 
     def offer(self, delivery: Delivery) -> None:

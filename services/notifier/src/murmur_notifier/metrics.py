@@ -6,13 +6,23 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from murmur_core.metrics import LATENCY_BUCKETS
 
-CONNECTIONS = Gauge("murmur_notifier_connections", "Open, authenticated connections.")
+# RED per WebSocket protocol (murmur.v1, graphql-transport-ws): sessions
+# opened, closes by code, events delivered and their latency.
+CONNECTIONS = Gauge(
+    "murmur_notifier_connections", "Open, authenticated connections, by protocol.", ["protocol"]
+)
+SESSIONS = Counter(
+    "murmur_notifier_sessions_total", "Connections authenticated, by protocol.", ["protocol"]
+)
 USERS = Gauge("murmur_notifier_users", "Users with at least one open connection here.")
-DELIVERED = Counter("murmur_notifier_events_delivered_total", "Events written to connections.")
+DELIVERED = Counter(
+    "murmur_notifier_events_delivered_total", "Events written to connections.", ["protocol"]
+)
 FRAMES = Counter("murmur_notifier_frames_total", "Event frames written (events coalesced).")
 DELIVERY_SECONDS = Histogram(
     "murmur_notifier_delivery_seconds",
     "From an event's arrival at this process to its frame being written.",
+    ["protocol"],
     buckets=LATENCY_BUCKETS,
 )
 LAG_EVENTS = Histogram(
@@ -27,7 +37,9 @@ RESUMES = Counter(
     ["outcome"],
 )
 CLOSES = Counter(
-    "murmur_notifier_closes_total", "Connections closed by the server, by close code.", ["code"]
+    "murmur_notifier_closes_total",
+    "Connections closed by the server, by protocol and close code.",
+    ["protocol", "code"],
 )
 UNDELIVERABLE = Counter(
     "murmur_notifier_undeliverable_total", "Messages on users' subjects that could not be read."

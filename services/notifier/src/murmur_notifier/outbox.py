@@ -83,8 +83,12 @@ class Outbox:
         settings: NotifierSettings,
         framer: Framer,
         too_slow: Callable[[], None],
+        protocol: str,
     ) -> None:
         self._ws = ws
+        self._delivered = metrics.DELIVERED.labels(protocol)
+        self._latency = metrics.DELIVERY_SECONDS.labels(protocol)
+        self.protocol = protocol
         self._settings = settings
         self._framer = framer
         self._too_slow = too_slow
@@ -143,7 +147,7 @@ class Outbox:
             self._room.set()
 
     async def close_now(self, code: int, reason: str) -> None:
-        metrics.CLOSES.labels(str(int(code))).inc()
+        metrics.CLOSES.labels(self.protocol, str(int(code))).inc()
         await self._ws.close(int(code), fit_reason(reason))
 
     def discard(self) -> None:
@@ -202,11 +206,11 @@ class Outbox:
             if context is not None:
                 traced.append(context)
                 exemplar = {"trace_id": format(context.trace_id, "032x")}
-            metrics.DELIVERY_SECONDS.observe(now - item.delivery.received_at, exemplar)
+            self._latency.observe(now - item.delivery.received_at, exemplar)
             # Written from here on: where this subscription resumes from.
             item.subscriber.position = item.delivery.seq
         frames = self._framer(batch)
-        metrics.DELIVERED.inc(len(batch))
+        self._delivered.inc(len(batch))
         metrics.FRAMES.inc(len(frames))
         metrics.LAG_EVENTS.observe(len(self._queue))
         return frames, traced

@@ -33,6 +33,7 @@ class NativeSubscriber(Subscriber):
 
 class Session(Connection):
     FLOOD_CODE = Close.FLOOD
+    PROTOCOL = protocol.SUBPROTOCOL
 
     @property
     def position(self) -> int:

@@ -83,6 +83,7 @@ class GraphqlSubscriber(Subscriber):
 
 class GraphqlConnection(Connection):
     FLOOD_CODE = Close.POLICY_VIOLATION
+    PROTOCOL = messages.SUBPROTOCOL
 
     # Connection initialisation
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import weakref
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from murmur_timeline.storage.database import Dialect, Row
 
@@ -32,11 +36,38 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(zlib.crc32(name.encode()).to_bytes(4, "big") * 2, "big", signed=True)
 
 
+class _PoolMetrics(Collector):
+    """The pools' use, read at scrape time (USE: a saturated pool queues
+    every query behind it)."""
+
+    def __init__(self) -> None:
+        self.pools: weakref.WeakSet[asyncpg.Pool[Any]] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "murmur_db_pool_connections",
+            "PostgreSQL pool connections, by state (in_use, idle, max).",
+            labels=["state"],
+        )
+        pools = [p for p in self.pools if not p.is_closing()]
+        size = sum(p.get_size() for p in pools)
+        idle = sum(p.get_idle_size() for p in pools)
+        family.add_metric(["in_use"], size - idle)
+        family.add_metric(["idle"], idle)
+        family.add_metric(["max"], sum(p.get_max_size() for p in pools))
+        yield family
+
+
+POOL_METRICS = _PoolMetrics()
+REGISTRY.register(POOL_METRICS)
+
+
 class PostgresDatabase:
     dialect: Dialect = "postgresql"
 
     def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
+        POOL_METRICS.pools.add(pool)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int) -> PostgresDatabase:
