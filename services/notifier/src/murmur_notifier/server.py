@@ -71,6 +71,7 @@ class NotifierServer:
     @classmethod
     async def start(cls, settings: NotifierSettings) -> NotifierServer:
         verifier = settings.token_verifier()
+        metrics.start_series((Session.PROTOCOL, GraphqlConnection.PROTOCOL))
         sessions: set[Connection] = set()
 
         async def disconnected() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -41,7 +40,8 @@ class _PoolMetrics(Collector):
     every query behind it)."""
 
     def __init__(self) -> None:
-        self.pools: weakref.WeakSet[asyncpg.Pool[Any]] = weakref.WeakSet()
+        # Pools cannot be weakly referenced: closed ones are dropped here.
+        self.pools: set[asyncpg.Pool[Any]] = set()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -49,7 +49,8 @@ class _PoolMetrics(Collector):
             "PostgreSQL pool connections, by state (in_use, idle, max).",
             labels=["state"],
         )
-        pools = [p for p in self.pools if not p.is_closing()]
+        self.pools = {p for p in self.pools if not p.is_closing()}
+        pools = list(self.pools)
         size = sum(p.get_size() for p in pools)
         idle = sum(p.get_idle_size() for p in pools)
         family.add_metric(["in_use"], size - idle)
@@ -102,4 +103,5 @@ class PostgresDatabase:
             await conn.fetchval("SELECT 1")
 
     async def close(self) -> None:
+        POOL_METRICS.pools.discard(self._pool)
         await self._pool.close()
