@@ -137,8 +137,12 @@ class EventConsumer:
                 )
                 await asyncio.sleep(0.5)
                 continue
-            last = messages[-1].metadata if messages else None
-            if last is not None and last.num_pending is not None:
+            if not messages:
+                # nats-py can end a fetch's wait with an empty batch instead
+                # of a timeout: nothing to handle, time or trace.
+                continue
+            last = messages[-1].metadata
+            if last.num_pending is not None:
                 PENDING.labels(self._spec.durable).set(last.num_pending)
             with BATCH_SECONDS.labels(self._spec.durable).time():
                 await self.handle_batch(messages)
