@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 from prometheus_client import Counter, Gauge, Histogram
 
-from murmur_core.metrics import LATENCY_BUCKETS
+from murmur_core.metrics import LATENCY_BUCKETS, trace_exemplar
 from murmur_core.nats import extract_trace_context, inject_trace_context
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,7 @@ class EventConsumer:
             last = messages[-1].metadata
             if last.num_pending is not None:
                 PENDING.labels(self._spec.durable).set(last.num_pending)
-            with BATCH_SECONDS.labels(self._spec.durable).time():
-                await self.handle_batch(messages)
+            await self.handle_batch(messages)
 
     async def handle_batch(self, messages: list[Msg]) -> None:
         spec = self._spec
@@ -165,23 +165,34 @@ class EventConsumer:
                 "messaging.batch.message_count": len(messages),
             },
         ):
-            if spec.concurrency <= 1 or self._order_key is None:
-                for msg in messages:
-                    await self._one(msg)
-                return
-            lanes: dict[str, list[Msg]] = {}
+            started = time.perf_counter()
+            try:
+                await self._handle_lanes(messages)
+            finally:
+                # Inside the span, so the observation carries its trace.
+                BATCH_SECONDS.labels(spec.durable).observe(
+                    time.perf_counter() - started, trace_exemplar()
+                )
+
+    async def _handle_lanes(self, messages: list[Msg]) -> None:
+        spec = self._spec
+        if spec.concurrency <= 1 or self._order_key is None:
             for msg in messages:
-                lanes.setdefault(self._order_key(msg), []).append(msg)
-            limit = asyncio.Semaphore(spec.concurrency)
+                await self._one(msg)
+            return
+        lanes: dict[str, list[Msg]] = {}
+        for msg in messages:
+            lanes.setdefault(self._order_key(msg), []).append(msg)
+        limit = asyncio.Semaphore(spec.concurrency)
 
-            async def lane(ordered: list[Msg]) -> None:
-                async with limit:
-                    for msg in ordered:
-                        await self._one(msg)
+        async def lane(ordered: list[Msg]) -> None:
+            async with limit:
+                for msg in ordered:
+                    await self._one(msg)
 
-            async with asyncio.TaskGroup() as group:
-                for ordered in lanes.values():
-                    group.create_task(lane(ordered))
+        async with asyncio.TaskGroup() as group:
+            for ordered in lanes.values():
+                group.create_task(lane(ordered))
 
     async def _one(self, msg: Msg) -> None:
         try:

@@ -12,10 +12,11 @@ names it by the route template the router already chose, and answers with a
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -28,11 +29,16 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.openmetrics import exposition as openmetrics
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from murmur_core.metrics import LATENCY_BUCKETS, trace_exemplar
+
+if TYPE_CHECKING:
+    from fastapi.telemetry import TelemetryConfig
 
 HTTP_REQUESTS = Counter(
     "http_server_requests_total",
@@ -87,10 +93,44 @@ def _traceparent(span: trace.Span) -> bytes | None:
     return b"00-%032x-%016x-%02x" % (ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
 
 
+def _route_paths(routes: list[Any]) -> Iterator[tuple[str, Any]]:
+    """Every route's full path template and methods; FastAPI nests included
+    routers, plain Starlette apps (the notifier's SSE) do not."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:
+        contexts: Any = routes
+    else:
+        contexts = iter_route_contexts(routes)
+    for context in contexts:
+        path = getattr(context, "path", None)
+        if path is not None:
+            yield path, getattr(context, "methods", None)
+
+
 class HttpObservability:
     def __init__(self, app: ASGIApp, tracer: trace.Tracer | None = None) -> None:
         self.app = app
         self.tracer = tracer or trace.get_tracer("murmur_core.http")
+        self._templates: list[tuple[re.Pattern[str], frozenset[str] | None, str]] | None = None
+
+    def _template(self, scope: Scope) -> str:
+        """The route template of a request the router never saw: middleware
+        answered it (an idempotent replay, a refused body). Built once from
+        the app's routes; such answers are rare."""
+        route = scope.get("route")
+        if route is not None:
+            return str(getattr(route, "path", UNMATCHED_ROUTE))
+        if self._templates is None:
+            self._templates = []
+            app = scope.get("app")
+            for path, methods in _route_paths(getattr(app, "routes", [])):
+                pattern, _, _ = compile_path(path)
+                self._templates.append((pattern, frozenset(methods) if methods else None, path))
+        for pattern, methods, path in self._templates:
+            if pattern.match(scope["path"]) and (methods is None or scope["method"] in methods):
+                return path
+        return UNMATCHED_ROUTE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNOBSERVED_PATHS:
@@ -128,8 +168,7 @@ class HttpObservability:
             span.record_exception(exc)
             raise
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            template = self._template(scope)
             if template != UNMATCHED_ROUTE:
                 span.update_name(f"{method} {template}")
                 span.set_attribute("http.route", template)
@@ -154,7 +193,7 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def install_observability(app: FastAPI, tracer: trace.Tracer | None = None) -> None:
+def install_observability(app: Starlette, tracer: trace.Tracer | None = None) -> None:
     """Server spans named by route, RED metrics and GET /metrics."""
     app.add_middleware(HttpObservability, tracer=tracer)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

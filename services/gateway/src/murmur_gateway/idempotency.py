@@ -146,32 +146,36 @@ class IdempotencyKeys:
     async def _run_and_store(
         self, scope: Scope, receive: Receive, send: Send, record_key: str, owner: str
     ) -> None:
+        """Run the request, store its answer, then send it: a client that
+        retries the moment it has the answer finds it stored (a retry must
+        never see 409 for a request that has finished)."""
         status = 500
         headers: list[tuple[bytes, bytes]] = []
-        chunks: list[bytes] = []
+        held: list[Message] = []
 
-        async def recording_send(message: Message) -> None:
+        async def holding_send(message: Message) -> None:
             nonlocal status, headers
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
+            held.append(message)
 
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, receive, holding_send)
         except BaseException:
             await self._forget(record_key, owner)
             raise
         if status >= 500:
             await self._forget(record_key, owner)
-            return
-        stored = msgpack.packb([status, _stored_headers(headers), b"".join(chunks)])
-        try:
-            await self.store.complete(record_key, owner, stored, self.ttl_ms)
-        except (RedisError, OSError) as exc:
-            log.warning("idempotency record not stored", extra={"error": type(exc).__name__})
+        else:
+            body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+            stored = msgpack.packb([status, _stored_headers(headers), body])
+            try:
+                await self.store.complete(record_key, owner, stored, self.ttl_ms)
+            except (RedisError, OSError) as exc:
+                log.warning("idempotency record not stored", extra={"error": type(exc).__name__})
+        for message in held:
+            await send(message)
 
     async def _forget(self, record_key: str, owner: str) -> None:
         try:

@@ -49,6 +49,8 @@ DROPPED_USERS = Counter(
     "Times a user's live events were dropped here (this process too slow for"
     " NATS) and their connections were sent to resume.",
 )
+
+
 def start_series(protocols: tuple[str, ...]) -> None:
     """Every protocol's series exist from the start, at 0: dashboards and
     rate() see a protocol before its first connection."""

@@ -40,7 +40,9 @@ class Outgoing:
         self.encoded = encoded
 
 
-def _send_span(traced: list[SpanContext], frames: int) -> AbstractContextManager[trace.Span]:
+def _send_span(
+    traced: list[SpanContext], frames: int, protocol: str
+) -> AbstractContextManager[trace.Span]:
     """The end of a post's trace: the frame carrying it written to the socket.
     A child of the first sampled event's delivery span, linked to the others
     coalesced into the same frames."""
@@ -55,6 +57,7 @@ def _send_span(traced: list[SpanContext], frames: int) -> AbstractContextManager
             "network.protocol.name": "websocket",
             "messaging.batch.message_count": len(traced),
             "murmur.notifier.frames": frames,
+            "murmur.notifier.protocol": protocol,
         },
     )
 
@@ -172,7 +175,7 @@ class Outbox:
                     await asyncio.sleep(settings.coalesce_seconds)
                 frames, traced = self._next_frames()
                 if traced:
-                    with _send_span(traced, len(frames)):
+                    with _send_span(traced, len(frames), self.protocol):
                         for frame in frames:
                             await self._ws.send(frame, text=True)
                 else:

@@ -30,7 +30,7 @@ from murmur_notifier.presence import Presence
 from murmur_notifier.router import Router
 from murmur_notifier.session import Session
 from murmur_notifier.settings import NotifierSettings
-from murmur_notifier.sse import create_sse_app
+from murmur_notifier.sse import SseSession, create_sse_app
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class NotifierServer:
     @classmethod
     async def start(cls, settings: NotifierSettings) -> NotifierServer:
         verifier = settings.token_verifier()
-        metrics.start_series((Session.PROTOCOL, GraphqlConnection.PROTOCOL))
+        metrics.start_series((Session.PROTOCOL, GraphqlConnection.PROTOCOL, SseSession.PROTOCOL))
         sessions: set[Connection] = set()
 
         async def disconnected() -> None:

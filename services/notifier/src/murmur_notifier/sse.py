@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as WebSocketRequest
 
 from murmur_core.auth import InvalidToken, Principal
+from murmur_core.http import HttpObservability
 from murmur_notifier import protocol
 from murmur_notifier.connection import Connection, Services
 from murmur_notifier.errors import ProtocolError
@@ -127,6 +128,8 @@ def _record(message: bytes) -> bytes:
 class SseSession(Session):
     """The native session, authenticated and subscribed by the request."""
 
+    PROTOCOL = "sse"
+
     def __init__(
         self, stream: EventStream, services: Services, principal: Principal, wanted: Subscribe
     ) -> None:
@@ -221,4 +224,7 @@ def create_sse_app(
             headers={"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no"},
         )
 
-    return Starlette(routes=[Route(EVENTS_PATH, events, methods=["GET"])])
+    app = Starlette(routes=[Route(EVENTS_PATH, events, methods=["GET"])])
+    # The same span and RED metrics as every HTTP route (one span a stream).
+    app.add_middleware(HttpObservability)
+    return app
