@@ -45,13 +45,11 @@ import json
 import logging
 import math
 import random
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import benchlib
@@ -923,7 +921,8 @@ def report(
     lines: list[str] = []
     add = lines.append
     add("")
-    add(f"Murmur feed cache benchmark ({'QUICK' if quick else 'full'}), code {code_version()}")
+    mode = "QUICK" if quick else "full"
+    add(f"Murmur feed cache benchmark ({mode}), code {benchlib.code_version()}")
     add(seeding)
     if cfg.population_pass:
         add(
@@ -1068,26 +1067,6 @@ def report(
 
 def _hit_rate(r: RunResult, method: str, route: str) -> float:
     return 1 - _per_read(r, (method,), route)
-
-
-def code_version() -> str:
-    """The commit measured, and whether services or libs had local changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "services", "libs"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return (
-        f"{head or 'unknown'}{' with uncommitted changes in services/ or libs/' if dirty else ''}"
-    )
 
 
 def _per_read(r: RunResult, methods: Sequence[str], route: str) -> float:

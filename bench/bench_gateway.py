@@ -76,7 +76,6 @@ import random
 import re
 import resource
 import shutil
-import subprocess
 import sys
 import time
 import zlib
@@ -1050,7 +1049,8 @@ def report(cfg: Config, outcome: Outcome, figures: Figures) -> list[str]:
     base = figures.baseline_bytes
     add("")
     add(
-        f"Murmur gateway benchmark ({'QUICK' if cfg.is_quick else 'full'}), code {code_version()},"
+        f"Murmur gateway benchmark ({'QUICK' if cfg.is_quick else 'full'}),"
+        f" code {benchlib.code_version()},"
         f" {os.cpu_count()} cores shared by every process"
     )
     add(outcome.seeding)
@@ -1189,25 +1189,6 @@ def summary(cfg: Config, outcome: Outcome, figures: Figures) -> str:
         "target_met": all(figures.targets().values()),
     }
     return benchlib.summary_line("gateway", values)
-
-
-def code_version() -> str:
-    """The commit measured, and whether services or libs had local changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "services", "libs"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return (
-        f"{head or 'unknown'}{' with uncommitted changes in services/ or libs/' if dirty else ''}"
-    )
 
 
 async def main(args: argparse.Namespace) -> int:

@@ -491,7 +491,7 @@ def report(cfg: Config, outcomes: Mapping[str, StackOutcome], figures: Figures) 
     add("")
     add(
         f"Murmur tracing benchmark ({'QUICK' if cfg.is_quick else 'full'}), code"
-        f" {gw.code_version()}, {os.cpu_count()} cores shared by every process"
+        f" {benchlib.code_version()}, {os.cpu_count()} cores shared by every process"
     )
     for mode in MODES:
         add(outcomes[mode].seeding)

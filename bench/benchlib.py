@@ -17,6 +17,7 @@ import math
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -310,3 +311,23 @@ def process_cpu_seconds_precise(pid: int) -> float:
         except (OSError, ValueError, IndexError):
             continue  # the thread exited meanwhile
     return total / 1e9
+
+
+def code_version() -> str:
+    """The commit measured, and whether services or libs had local changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "services", "libs"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (
+        f"{head or 'unknown'}{' with uncommitted changes in services/ or libs/' if dirty else ''}"
+    )
