@@ -4,7 +4,7 @@ UV := $(shell ./scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout bench-notifier bench-gateway bench-tracing
+.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout bench-notifier bench-gateway bench-tracing compose-up compose-down images
 
 help:
 	@echo "make up            run the whole stack locally (Ctrl-C stops it)"
@@ -20,6 +20,9 @@ help:
 	@echo "make bench-notifier  notifier delivery latency, burst rate, memory vs a naive FastAPI loop (QUICK=1)"
 	@echo "make bench-gateway  home page bytes and CPU per encoding/coding/fields, req/s vs bare FastAPI (QUICK=1)"
 	@echo "make bench-tracing  gateway req/s with tracing on (every span exported) vs off (QUICK=1)"
+	@echo "make compose-up    build and start docker-compose.yml (needs a Docker engine and .env)"
+	@echo "make compose-down  stop and remove the compose stack (volumes kept)"
+	@echo "make images        build every service image (timeline, cache, notifier, gateway)"
 
 install:
 	./scripts/ensure-system-packages.sh
@@ -72,3 +75,24 @@ bench-tracing: install
 	$(RUN) python bench/bench_tracing.py $(if $(filter 1,$(QUICK)),--quick)
 
 ci: protos-check lint test
+
+# Compose: `docker compose` (v2) when present, else docker-compose (v1).
+COMPOSE_ENV ?= .env
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose) --env-file $(COMPOSE_ENV) -p murmur
+
+define require_engine
+	@[ -f $(COMPOSE_ENV) ] || { echo "$(COMPOSE_ENV) not found: copy .env.example and set the required secrets" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "no Docker engine reachable (docker info failed): compose needs a running dockerd" >&2; exit 1; }
+endef
+
+compose-up:
+	$(require_engine)
+	$(COMPOSE) up -d --build
+
+compose-down:
+	$(require_engine)
+	$(COMPOSE) down
+
+images:
+	$(require_engine)
+	$(COMPOSE) build

@@ -1,7 +1,8 @@
 #!/usr/bin/env sh
 # Install the Debian packages the tests drive as real peers, when missing:
 # Varnish with the xkey vmod (CDN purge tests), Chromium (a browser's fetch),
-# curl (a plain client) and wrk (the gateway benchmark's load tool).
+# curl (a plain client), wrk (the gateway benchmark's load tool) and
+# docker-compose (validates docker-compose.yml).
 set -eu
 missing=""
 command -v varnishd >/dev/null 2>&1 || missing="$missing varnish"
@@ -14,6 +15,8 @@ command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 # Prometheus (promtool checks the rules and scrapes in tests) and Alertmanager (amtool).
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing="$missing prometheus"
 command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
+# docker-compose 1.29 validates docker-compose.yml (no engine needed).
+command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
