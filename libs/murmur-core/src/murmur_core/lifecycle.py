@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from murmur_core.logging import configure_logging
+from murmur_core.metrics import watch_event_loop_lag
 from murmur_core.service_info import ServiceInfo
 from murmur_core.settings import ServiceSettings
 from murmur_core.telemetry import setup_tracing, shutdown_tracing
@@ -69,8 +70,10 @@ def serve(
         log = logging.getLogger(f"murmur.{name}")
         service = await start(settings)
         log.info(f"{name} started", extra={"port": service.port, "version": info.version})
+        lag = asyncio.create_task(watch_event_loop_lag())
         received = await wait_for_stop_signal()
         log.info("stopping", extra={"signal": received.name})
+        lag.cancel()
         await service.stop()
         shutdown_tracing()
 

@@ -7,13 +7,14 @@ counters, and labels bounded by code (method names, status codes), never by ids.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import grpc
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 # Bucket edges include each SLO threshold we alert on (25 ms, 100 ms, 250 ms, 1 s).
 LATENCY_BUCKETS = (
@@ -45,6 +46,23 @@ def trace_exemplar() -> dict[str, str] | None:
     if not context.is_valid or not context.trace_flags.sampled:
         return None
     return {"trace_id": format(context.trace_id, "032x")}
+
+
+EVENT_LOOP_LAG = Gauge(
+    "process_event_loop_lag_seconds",
+    "How late the event loop last woke a timer (USE: a saturated asyncio "
+    "process delays every request by this much).",
+)
+
+
+async def watch_event_loop_lag(interval_seconds: float = 0.5) -> None:
+    """Run for the life of the process: a timer's lateness is the time every
+    ready callback waited behind others."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + interval_seconds
+        await asyncio.sleep(interval_seconds)
+        EVENT_LOOP_LAG.set(max(0.0, loop.time() - due))
 
 
 def start_metrics_listener(port: int, addr: str = "0.0.0.0") -> int:

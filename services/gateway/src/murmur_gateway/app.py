@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 
 from murmur_core import nats as murmur_nats
 from murmur_core.http import NATIVE_TELEMETRY_OFF, install_observability
+from murmur_core.metrics import watch_event_loop_lag
 from murmur_core.service_info import package_version
 from murmur_gateway.backend import open_backend
 from murmur_gateway.cache_sync import CacheSync
@@ -99,9 +101,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.cache_sync = CacheSync(
             backend, near, quiet_seconds=settings.session_quiet_seconds
         )
+        lag = asyncio.create_task(watch_event_loop_lag())
         try:
             yield
         finally:
+            lag.cancel()
             if nats is not None:
                 await nats.close()
             await purger.close()
