@@ -1191,6 +1191,14 @@ def summary(cfg: Config, outcome: Outcome, figures: Figures) -> str:
     return benchlib.summary_line("gateway", values)
 
 
+def have_wrk(out: Callable[[str], None]) -> bool:
+    """wrk is the load tool; say how to get it when it is missing."""
+    if shutil.which("wrk") is not None:
+        return True
+    out("wrk is not installed: run scripts/ensure-system-packages.sh (or make install)")
+    return False
+
+
 async def main(args: argparse.Namespace) -> int:
     cfg = Config.quick() if args.quick else Config.full()
     wall = time.perf_counter()
@@ -1199,8 +1207,7 @@ async def main(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     out(f"bench-gateway, {'QUICK' if cfg.is_quick else 'full'}")
-    if shutil.which("wrk") is None:
-        out("wrk is not installed: run scripts/ensure-system-packages.sh (or make install)")
+    if not have_wrk(out):
         return 2
     with benchlib.run_directory("gateway", keep=args.keep) as tmp:
         keys = DevKeys.ensure(tmp / "keys")

@@ -65,7 +65,6 @@ import asyncio
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -625,8 +624,7 @@ async def main(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     out(f"bench-tracing, {'QUICK' if cfg.is_quick else 'full'}")
-    if shutil.which("wrk") is None:
-        out("wrk is not installed: run scripts/ensure-system-packages.sh (or make install)")
+    if not gw.have_wrk(out):
         return 2
     load = os.getloadavg()
     out(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

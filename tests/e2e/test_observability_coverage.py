@@ -457,8 +457,10 @@ async def graphql_transport_ws(url: str, token: str) -> AsyncIterator[Listener]:
         # subscription before it is in place.
         barrier = {"query": "{ viewer { userId } }"}
         await ws.send(json.dumps({"id": "barrier", "type": "subscribe", "payload": barrier}))
-        while (await listener.receive()) != {"id": "barrier", "type": "complete"}:
-            pass
+        done = {"id": "barrier", "type": "complete"}
+        message: dict[str, Any] = {}
+        while message != done:
+            message = await listener.receive()
         yield listener
 
 
@@ -507,8 +509,9 @@ WS_CLIENTS: dict[str, ListenerFactory] = {
 
 async def _until_delivered(listener: Listener, post_id: str) -> None:
     async with asyncio.timeout(WAIT_SECONDS):
-        while post_id not in await listener.post_ids():
-            pass
+        delivered: list[str] = []
+        while post_id not in delivered:
+            delivered = await listener.post_ids()
 
 
 # Metrics

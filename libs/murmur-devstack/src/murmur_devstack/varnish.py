@@ -38,7 +38,7 @@ INSTALL_HINT = (
 
 
 class VarnishError(RuntimeError):
-    pass
+    """varnishd is missing, would not start, or refused a management command."""
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,15 @@ def _collect(stored: list[StoredEvent]) -> _Changes:
     return changes
 
 
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether ``event`` is set before ``seconds`` have passed."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
 class Sync:
     def __init__(
         self,
@@ -134,13 +143,8 @@ class Sync:
             subscription = await self._nats.subscribe(subjects.user_live_filter(viewer), cb=on_live)
         try:
             stored, last = await self._read(viewer, after, limit)
-            if not stored and subscription is not None:
-                try:
-                    await asyncio.wait_for(arrived.wait(), timeout=wait)
-                except TimeoutError:
-                    pass
-                else:
-                    stored, last = await self._read(viewer, after, limit)
+            if not stored and subscription is not None and await _set_within(arrived, wait):
+                stored, last = await self._read(viewer, after, limit)
         finally:
             if subscription is not None:
                 await subscription.unsubscribe()
