@@ -13,7 +13,7 @@ help:
 	@echo "make lint          ruff, format check and mypy"
 	@echo "make protos        regenerate Python code from protos/"
 	@echo "make protos-check  fail if generated code drifted from protos/"
-	@echo "make token USER=alice  mint a development bearer token"
+	@echo "make token USER=alice  mint a development bearer token (ROLE=operator for the dashboard's operator views)"
 	@echo "make uuid7         print a new post id (UUIDv7)"
 	@echo "make bench-cache   feed cache benchmark vs plain cache-aside (QUICK=1: under a minute)"
 	@echo "make bench-fanout  fan-out pipeline: inserts/s, post-to-visible, hybrid on/off (QUICK=1)"
@@ -22,7 +22,7 @@ help:
 	@echo "make bench-tracing  gateway req/s with tracing on (every span exported) vs off (QUICK=1)"
 	@echo "make compose-up    build and start docker-compose.yml (needs a Docker engine and .env)"
 	@echo "make compose-down  stop and remove the compose stack (volumes kept)"
-	@echo "make images        build every service image (timeline, cache, notifier, gateway)"
+	@echo "make images        build every service image (timeline, cache, notifier, gateway, metrics)"
 
 install:
 	./scripts/ensure-system-packages.sh
@@ -54,7 +54,7 @@ protos-check: install
 	$(RUN) python scripts/gen_protos.py --check
 
 token: install
-	@$(RUN) python -m murmur_core.token_cli $(USER)
+	@$(RUN) python -m murmur_core.token_cli $(USER) $(if $(ROLE),--role $(ROLE))
 
 uuid7: install
 	@$(RUN) python -c 'from murmur_core.ids import new_uuid7; print(new_uuid7())'

@@ -18,7 +18,9 @@ import pytest
 from murmur_devstack import DevKeys, Stack
 
 INFRA_SERVICES = ("nats", "redis")
-STACK_SERVICES = ("timeline", "cache", "pipeline", "gateway")
+STACK_SERVICES = ("timeline", "cache", "pipeline", "gateway", "metrics")
+# Scrapes every second, so the dashboard has a history within seconds.
+STACK_ENV = {"metrics": {"METRICS_SCRAPE_INTERVAL_SECONDS": "1"}}
 POSTGRES_ADMIN_URL = os.environ.get(
     "MURMUR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -57,7 +59,10 @@ async def infra(run_dir: Path) -> AsyncIterator[Stack]:
 async def stack(run_dir: Path, dev_keys: DevKeys) -> AsyncIterator[Stack]:
     """The services on SQLite, with their own NATS and Redis, trusting ``dev_keys``."""
     async with Stack(
-        run_dir / "stack", services=STACK_SERVICES, jwt_public_key_files=[dev_keys.public]
+        run_dir / "stack",
+        services=STACK_SERVICES,
+        jwt_public_key_files=[dev_keys.public],
+        env=STACK_ENV,
     ) as stack:
         yield stack
 

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings
 
 from murmur_cache.settings import CacheSettings
 from murmur_gateway.settings import GatewaySettings
+from murmur_metrics.settings import MetricsSettings
 from murmur_notifier.settings import NotifierSettings
 from murmur_timeline.pipeline.settings import PipelineSettings
 from murmur_timeline.settings import TimelineSettings
@@ -39,6 +40,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "cache": CacheSettings,
     "notifier": NotifierSettings,
     "gateway": GatewaySettings,
+    "metrics": MetricsSettings,
 }
 # A setting that connects somewhere -> the compose service it connects to.
 CONNECTIONS = {
@@ -56,6 +58,8 @@ REQUIRED_ENV = (
     "CACHE_KEY_HASH_SECRET",
     "GATEWAY_CURSOR_SECRET",
     "JWT_PUBLIC_KEY_FILE",
+    "MURMUR_ADMIN_TOKEN",
+    "METRICS_USER_HASH_SECRET",
 )
 
 

@@ -40,6 +40,7 @@ METRICS_PORTS = {
     "cache": SERVICES["cache"].ports["CACHE_METRICS_PORT"],
     "pipeline": SERVICES["pipeline"].ports["PIPELINE_METRICS_PORT"],
     "notifier": SERVICES["notifier"].ports["NOTIFIER_METRICS_PORT"],
+    "metrics": SERVICES["metrics"].ports["METRICS_PORT"],
 }
 # The SLO burn-rate alerts: (long window, short window, burn rate, severity).
 BURN_RATE_WINDOWS = [

@@ -11,7 +11,9 @@ through the HTTP API, every rule evaluates without error, and each SLO's
 metric names, labels and job names it selects exist.
 
 The session stack runs the timeline, cache, pipeline and gateway; the
-notifier is one more process wired to that stack's NATS and cache.
+notifier and the metrics service are more processes wired to that stack.
+Last, a second metrics service reads that Prometheus (``PROMETHEUS_URL``)
+rather than scraping, and its dashboard shows the same services.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ import httpx
 import pytest
 
 from murmur_devstack import Stack, free_port
-from murmur_devstack.services import NOTIFIER
+from murmur_devstack.services import METRICS, NOTIFIER, admin_token
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
-JOBS = ("gateway", "timeline", "cache", "pipeline", "notifier")
+JOBS = ("gateway", "timeline", "cache", "pipeline", "notifier", "metrics")
 # One real series per service, each made by the requests below (the
 # notifier's connection gauge exists from its start).
 SERIES = {
@@ -45,6 +47,7 @@ SERIES = {
     "cache": 'grpc_server_handled_total{job="cache",grpc_service="murmur.cache.v1.CacheService"}',
     "pipeline": 'murmur_consumer_messages_total{job="pipeline",consumer="pipeline",outcome="done"}',
     "notifier": 'murmur_notifier_connections{job="notifier"}',
+    "metrics": 'murmur_consumer_pending_messages{job="metrics",consumer="metrics-analytics"}',
 }
 SLO_RATIOS = (
     "slo:gateway_availability:error_ratio_rate5m",
@@ -82,14 +85,41 @@ async def notifier(stack: Stack, run_dir: Path) -> AsyncIterator[Stack]:
         yield process
 
 
+def _metrics_service(stack: Stack, run_dir: Path, **env: str) -> Stack:
+    """A metrics service process on the session stack's NATS and Redis,
+    observing its services, holding their admin token."""
+
+    def wired(_own: Any) -> dict[str, str]:
+        return {
+            **METRICS.env(stack.wiring),
+            "METRICS_ADMIN_TOKEN": admin_token(stack.wiring),
+            "METRICS_SCRAPE_INTERVAL_SECONDS": "1",
+            **env,
+        }
+
+    spec = dataclasses.replace(METRICS, depends_on=(), env=wired)
+    return Stack(
+        run_dir / f"prometheus-metrics-{secrets.token_hex(3)}",
+        services=("metrics",),
+        registry={"metrics": spec},
+    )
+
+
 @pytest.fixture(scope="module")
-def metrics_urls(stack: Stack, notifier: Stack) -> dict[str, str]:
+async def metrics_service(stack: Stack, run_dir: Path) -> AsyncIterator[Stack]:
+    async with _metrics_service(stack, run_dir) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def metrics_urls(stack: Stack, notifier: Stack, metrics_service: Stack) -> dict[str, str]:
     return {
         "gateway": f"{stack.gateway_url}/metrics",
         "timeline": stack.url("timeline_metrics"),
         "cache": stack.url("cache_metrics"),
         "pipeline": stack.url("pipeline_metrics"),
         "notifier": notifier.url("notifier_metrics"),
+        "metrics": f"{metrics_service.url('metrics')}/metrics",
     }
 
 
@@ -286,3 +316,45 @@ async def test_rules_load_and_evaluate_on_real_series(prometheus: Prometheus) ->
         # Every job is up and named as the rules expect: no ServiceDown, not
         # even pending (it is, for the moment before the first scrapes).
         await _eventually(http, 'ALERTS{alertname="ServiceDown"}', lambda result: result == [])
+
+
+async def test_dashboard_reads_prometheus_when_it_is_configured(
+    prometheus: Prometheus, stack: Stack, run_dir: Path, token_for: Callable[[str], str]
+) -> None:
+    async with (
+        _metrics_service(stack, run_dir, PROMETHEUS_URL=prometheus.url) as reader,
+        httpx.AsyncClient(base_url=reader.url("metrics"), timeout=10) as http,
+        httpx.AsyncClient(base_url=stack.gateway_url, timeout=10) as gateway,
+    ):
+        overview: dict[str, Any] = {}
+
+        def showing_traffic(o: dict[str, Any]) -> bool:
+            rates = {e["name"]: e["rate_per_second"] for e in o["performance"]["endpoints"]}
+            services = {r["service"] for r in o["resources"]}
+            return rates.get("POST /v1/users", 0) > 0 and set(JOBS) <= services
+
+        try:
+            async with asyncio.timeout(SERIES_TIMEOUT_SECONDS):
+                while True:
+                    # Traffic while Prometheus watches, so its rate() is not 0.
+                    user = f"promdash_{secrets.token_hex(4)}"
+                    await gateway.post(
+                        "/v1/users",
+                        headers={"Authorization": f"Bearer {token_for(user)}"},
+                        json={"handle": user, "public_key": base64.b64encode(b"pk").decode()},
+                    )
+                    overview = (await http.get("/api/v1/overview")).json()
+                    if showing_traffic(overview):
+                        break
+                    await asyncio.sleep(0.5)
+        except TimeoutError:
+            pytest.fail(f"the dashboard never showed Prometheus's data: {overview}")
+    performance = overview["performance"]
+    assert performance["source"] == "prometheus"
+    users = next(e for e in performance["endpoints"] if e["name"] == "POST /v1/users")
+    assert users["service"] == "gateway"
+    assert users["rate_per_second"] > 0
+    assert users["p99_ms"] is not None
+    assert performance["history"]["t"], "no traffic history from query_range"
+    for row in overview["resources"]:
+        assert row["memory_bytes"] and row["memory_bytes"] > 1_000_000, row

@@ -7,7 +7,7 @@
 //
 // spec (JSON on stdin, so bearer tokens never show in a process list):
 //   {
-//     "executable": "/usr/bin/chromium",
+//     "executable": CHROMIUM_PATH,
 //     "userDataDir": "/tmp/...",          fresh and empty: no cache, no cookies
 //     "page": "http://127.0.0.1:8080/healthz",
 //                                         navigated first, so the fetches are
@@ -47,29 +47,7 @@
 // Exit status 0 when every step ran (whatever the statuses), 1 with the reason
 // on stderr otherwise, 2 on the overall timeout.
 
-import { createRequire } from "node:module";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-
-// Modules come from tools/node (npm ci --prefix tools/node), next to this file.
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "package.json"));
-const { chromium } = require("playwright-core");
-
-// The flags every launch gets: no sandbox (root in a container), no GPU, and
-// nothing that talks to the network on its own (updates, sync, field trials),
-// so the only traffic is what the test asks for. QUIC is off: the gateway is
-// plain HTTP/1.1 over TCP.
-const LAUNCH_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
+import { CHROMIUM_PATH, LAUNCH_ARGS, chromium } from "./chromium.mjs";
 
 async function readStdin() {
   const chunks = [];
@@ -131,7 +109,7 @@ async function pageFetch({ path: target, headers, cache }) {
 async function run(spec) {
   const timeoutMs = spec.timeoutMs ?? 30000;
   const context = await chromium.launchPersistentContext(spec.userDataDir, {
-    executablePath: spec.executable ?? "/usr/bin/chromium",
+    executablePath: spec.executable ?? CHROMIUM_PATH,
     headless: true,
     args: [...LAUNCH_ARGS, ...(spec.args ?? [])],
     extraHTTPHeaders: spec.acceptEncoding ? { "Accept-Encoding": spec.acceptEncoding } : undefined,

@@ -25,6 +25,7 @@ USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_ISSUER = "murmur-dev"
 DEFAULT_AUDIENCE = "murmur"
 VERIFIED_CACHE_SIZE = 50_000
+OPERATOR_ROLE = "operator"
 
 
 class InvalidToken(Exception):
@@ -35,6 +36,13 @@ class InvalidToken(Exception):
 class Principal:
     user_id: str
     expires_at: float
+    # From the token's "roles" claim; "operator" opens operators' views
+    # (the metrics dashboard's user-level analytics and profiles).
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def is_operator(self) -> bool:
+        return OPERATOR_ROLE in self.roles
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -135,7 +143,12 @@ class TokenVerifier:
             subject = claims["sub"]
             if not isinstance(subject, str) or not USER_ID_PATTERN.match(subject):
                 raise InvalidToken("token subject is not a valid user id")
-            return Principal(user_id=subject, expires_at=float(claims["exp"]))
+            roles = claims.get("roles", [])
+            if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+                raise InvalidToken("token roles must be a list of names")
+            return Principal(
+                user_id=subject, expires_at=float(claims["exp"]), roles=frozenset(roles)
+            )
         raise InvalidToken(_reason(last))
 
 
@@ -159,17 +172,20 @@ def mint_token(
     issuer: str = DEFAULT_ISSUER,
     audience: str = DEFAULT_AUDIENCE,
     now: float | None = None,
+    roles: tuple[str, ...] = (),
 ) -> str:
     if not USER_ID_PATTERN.match(user_id):
         raise ValueError("user id must match [A-Za-z0-9_-]{1,64}")
     issued = int(now if now is not None else time.time())
-    claims = {
+    claims: dict[str, object] = {
         "sub": user_id,
         "iss": issuer,
         "aud": audience,
         "iat": issued,
         "exp": issued + int(ttl_seconds),
     }
+    if roles:
+        claims["roles"] = list(roles)
     return jwt.encode(
         claims,
         private_key,

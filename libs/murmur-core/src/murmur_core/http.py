@@ -1,5 +1,6 @@
 """HTTP services (Starlette/FastAPI): one server span and RED metrics per
-request, by route template, and GET /metrics.
+request, by route template, GET /metrics, and the operators' debug endpoints
+(``murmur_core.admin``).
 
 Needs the ``http`` extra. One plain ASGI middleware does both, on purpose:
 the OpenTelemetry ASGI instrumentation cost a third of the gateway's CPU on a
@@ -32,9 +33,10 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import compile_path
+from starlette.routing import Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from murmur_core.admin import ADMIN_PATHS, AdminEndpoints
 from murmur_core.metrics import LATENCY_BUCKETS, trace_exemplar
 
 if TYPE_CHECKING:
@@ -67,8 +69,9 @@ NATIVE_TELEMETRY_OFF: TelemetryConfig = {
     "operation_spans": False,
 }
 
-# Probes and scrapes are neither traced nor counted as traffic.
-UNOBSERVED_PATHS = ("/healthz", "/readyz", "/metrics")
+# Probes, scrapes and operators' debugging are neither traced nor counted as
+# traffic (a 60 s profile would land in the latency SLO).
+UNOBSERVED_PATHS = ("/healthz", "/readyz", "/metrics", *ADMIN_PATHS)
 UNMATCHED_ROUTE = "unmatched"
 # The request headers trace context propagation reads.
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
@@ -104,8 +107,12 @@ def _route_paths(routes: list[Any]) -> Iterator[tuple[str, Any]]:
         contexts = iter_route_contexts(routes)
     for context in contexts:
         path = getattr(context, "path", None)
-        if path is not None:
-            yield path, getattr(context, "methods", None)
+        if path is None:
+            continue
+        if isinstance(getattr(context, "original_route", context), Mount):
+            # A mounted app (static files) answers everything below its path.
+            path = path.rstrip("/") + "/{path:path}"
+        yield path, getattr(context, "methods", None)
 
 
 class HttpObservability:
@@ -197,3 +204,21 @@ def install_observability(app: Starlette, tracer: trace.Tracer | None = None) ->
     """Server spans named by route, RED metrics and GET /metrics."""
     app.add_middleware(HttpObservability, tracer=tracer)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+
+
+def install_admin_routes(app: Starlette, admin: AdminEndpoints) -> None:
+    """GET /debug/profile and /debug/queries, outside the public API's schema."""
+
+    async def endpoint(request: Request) -> Response:
+        reply = await admin.handle(
+            request.url.path, dict(request.query_params), request.headers.get("authorization")
+        )
+        return Response(
+            reply.body,
+            status_code=reply.status,
+            headers=dict(reply.headers),
+            media_type=reply.content_type,
+        )
+
+    for path in ADMIN_PATHS:
+        app.add_route(path, endpoint, methods=["GET"], include_in_schema=False)

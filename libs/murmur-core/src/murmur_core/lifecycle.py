@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from murmur_core.logging import configure_logging
-from murmur_core.metrics import watch_event_loop_lag
+from murmur_core.metrics import expose_service_info, watch_event_loop_lag
 from murmur_core.service_info import ServiceInfo
 from murmur_core.settings import ServiceSettings
 from murmur_core.telemetry import setup_tracing, shutdown_tracing
@@ -67,6 +67,7 @@ def serve(
         info = ServiceInfo.for_distribution(name, distribution)
         configure_logging(info.name, settings.log_level)
         setup_tracing(info)
+        expose_service_info(info.name, info.version)
         log = logging.getLogger(f"murmur.{name}")
         service = await start(settings)
         log.info(f"{name} started", extra={"port": service.port, "version": info.version})

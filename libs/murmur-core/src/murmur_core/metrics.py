@@ -1,5 +1,6 @@
 """Prometheus metrics shared by every service: the registry, the exposition
-listener for services without HTTP, and RED metrics for gRPC servers.
+listener for services without HTTP (which also serves the operators' debug
+endpoints, ``murmur_core.admin``), and RED metrics for gRPC servers.
 
 Names follow Prometheus conventions: base units (seconds, bytes), ``_total`` on
 counters, and labels bounded by code (method names, status codes), never by ids.
@@ -8,13 +9,27 @@ counters, and labels bounded by code (method names, status codes), never by ids.
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qsl
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import grpc
 from opentelemetry import trace
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from murmur_core.admin import ADMIN_PATHS, MAX_REPLY_SECONDS, AdminEndpoints, AdminReply, problem
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger(__name__)
 
 # Bucket edges include each SLO threshold we alert on (25 ms, 100 ms, 250 ms, 1 s).
 LATENCY_BUCKETS = (
@@ -48,6 +63,17 @@ def trace_exemplar() -> dict[str, str] | None:
     return {"trace_id": format(context.trace_id, "032x")}
 
 
+SERVICE_INFO = Gauge(
+    "murmur_service_info",
+    "Always 1: which service and version this process runs (join on instance).",
+    ["service", "version"],
+)
+
+
+def expose_service_info(service: str, version: str) -> None:
+    SERVICE_INFO.labels(service, version).set(1)
+
+
 EVENT_LOOP_LAG = Gauge(
     "process_event_loop_lag_seconds",
     "How late the event loop last woke a timer (USE: a saturated asyncio "
@@ -65,10 +91,120 @@ async def watch_event_loop_lag(interval_seconds: float = 0.5) -> None:
         EVENT_LOOP_LAG.set(max(0.0, loop.time() - due))
 
 
-def start_metrics_listener(port: int, addr: str = "0.0.0.0") -> int:
-    """Serve /metrics on ``port`` in a background thread; returns the bound port."""
-    server, _thread = start_http_server(port, addr=addr)
-    return int(server.server_port)
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        # Scrapes every few seconds would flood stderr, outside our JSON logs.
+        pass
+
+
+class MetricsListener:
+    """The exposition server of a service without HTTP of its own."""
+
+    def __init__(self, server: ThreadingWSGIServer) -> None:
+        self._server = server
+        self.port = int(server.server_port)
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="metrics-listener", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop accepting; blocks up to half a second (the server's poll)."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def start_metrics_listener(
+    port: int,
+    addr: str = "0.0.0.0",
+    *,
+    admin: AdminEndpoints | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> MetricsListener:
+    """Serve /metrics on ``port`` in a background thread, as prometheus_client's
+    ``start_http_server`` does, and /debug/profile and /debug/queries beside it.
+
+    The debug endpoints run on ``loop`` (by default the running one, so call
+    this from the service's async start-up): a profile samples that loop's
+    thread, and the statistics are only ever touched from it. Without an
+    enabled ``admin`` they answer 404.
+    """
+    admin = admin or AdminEndpoints(None)
+    if admin.enabled and loop is None:
+        loop = asyncio.get_running_loop()
+    app = _with_admin(make_wsgi_app(), admin, loop)
+
+    class Server(ThreadingWSGIServer):
+        pass
+
+    # As prometheus_client does: an IPv6 address needs an IPv6 socket.
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    Server.address_family = family
+    server = make_server(str(sockaddr[0]), port, app, Server, handler_class=_QuietHandler)
+    return MetricsListener(server)
+
+
+def _with_admin(
+    metrics: WSGIApplication, admin: AdminEndpoints, loop: asyncio.AbstractEventLoop | None
+) -> WSGIApplication:
+    """``metrics`` with the debug paths taken out in front of it; every other
+    path and method is prometheus_client's, unchanged (content negotiation,
+    compression, any path answering the exposition)."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path not in ADMIN_PATHS:
+            return metrics(environ, start_response)
+        if environ["REQUEST_METHOD"] != "GET":
+            reply = problem(
+                405,
+                "method-not-allowed",
+                "Method not allowed",
+                "Only GET.",
+                (("Allow", "GET"),),
+            )
+        else:
+            reply = admin.refusal(environ.get("HTTP_AUTHORIZATION")) or _run_on_loop(
+                admin, loop, path, environ
+            )
+        headers = [
+            ("Content-Type", reply.content_type),
+            ("Content-Length", str(len(reply.body))),
+            *reply.headers,
+        ]
+        start_response(f"{reply.status} {HTTPStatus(reply.status).phrase}", headers)
+        return [reply.body]
+
+    return app
+
+
+def _run_on_loop(
+    admin: AdminEndpoints,
+    loop: asyncio.AbstractEventLoop | None,
+    path: str,
+    environ: WSGIEnvironment,
+) -> AdminReply:
+    # This is a listener thread; a profile must run on the loop's own thread.
+    params = dict(parse_qsl(environ.get("QUERY_STRING", "")))
+    unavailable = problem(503, "unavailable", "Unavailable", "The event loop did not answer.")
+    if loop is None:
+        return unavailable
+    handling = admin.handle(path, params, environ.get("HTTP_AUTHORIZATION"))
+    try:
+        future = asyncio.run_coroutine_threadsafe(handling, loop)
+    except RuntimeError:  # the loop is closed: the service is stopping
+        handling.close()
+        return unavailable
+    try:
+        return future.result(timeout=MAX_REPLY_SECONDS)
+    except TimeoutError:
+        future.cancel()
+        return unavailable
+    except Exception:
+        log.exception("debug endpoint failed", extra={"path": path})
+        return problem(500, "internal", "Internal error", "The debug endpoint failed.")
 
 
 def _split_method(full_method: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from murmur_core.auth import TokenVerifier
@@ -23,6 +24,10 @@ class ServiceSettings(BaseSettings):
     # Port of the Prometheus /metrics listener for services that do not speak
     # HTTP themselves; 0 picks nothing and disables it.
     metrics_port: int = 0
+    # Bearer token of the operators' debug endpoints beside /metrics
+    # (/debug/profile, /debug/queries; murmur_core.admin). Unset or empty,
+    # they answer 404.
+    admin_token: SecretStr | None = None
     # How long a stopping server keeps answering NOT_SERVING before it closes,
     # so load balancers and clients move away first.
     shutdown_drain_seconds: float = 0.5

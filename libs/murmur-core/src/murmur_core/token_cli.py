@@ -19,9 +19,16 @@ def main() -> None:
     parser.add_argument("user_id")
     parser.add_argument("--ttl", type=float, default=24 * 3600, help="lifetime in seconds")
     parser.add_argument("--key", type=Path, default=DEFAULT_KEY, help="Ed25519 private key (PEM)")
+    parser.add_argument(
+        "--role", action="append", default=[], help="a role claim, e.g. operator (repeatable)"
+    )
     args = parser.parse_args()
     ensure_dev_keypair(args.key, args.key.with_suffix(".pub"))
-    print(mint_token(load_private_key(args.key), args.user_id, ttl_seconds=args.ttl))
+    print(
+        mint_token(
+            load_private_key(args.key), args.user_id, ttl_seconds=args.ttl, roles=tuple(args.role)
+        )
+    )
 
 
 if __name__ == "__main__":

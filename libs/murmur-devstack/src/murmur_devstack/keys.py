@@ -23,5 +23,7 @@ class DevKeys:
         ensure_dev_keypair(keys.private, keys.public)
         return keys
 
-    def token(self, user_id: str, ttl_seconds: float = 3600.0) -> str:
-        return mint_token(load_private_key(self.private), user_id, ttl_seconds=ttl_seconds)
+    def token(self, user_id: str, ttl_seconds: float = 3600.0, roles: tuple[str, ...] = ()) -> str:
+        return mint_token(
+            load_private_key(self.private), user_id, ttl_seconds=ttl_seconds, roles=roles
+        )

@@ -151,36 +151,36 @@ TIMELINE = ServiceSpec(
 )
 
 
-def _cache_secrets(w: Wiring) -> dict[str, str]:
-    """Dev sealing keys, made once per data dir and shared by every cache
-    instance of the stack (they must open each other's entries)."""
-    path = w.data_dir / "cache-keys.json"
+def _generated(w: Wiring, filename: str, make: Callable[[], dict[str, str]]) -> dict[str, str]:
+    """Dev secrets made once per data dir (owner-only), then read back: every
+    instance and every restart of the stack shares them."""
+    path = w.data_dir / filename
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        secret = base64.b64encode(secrets.token_bytes(32)).decode()
-        path.write_text(
-            json.dumps(
-                {
-                    "CACHE_SEALING_KEYS": KeyRing.generate_setting(1),
-                    "CACHE_KEY_HASH_SECRET": secret,
-                }
-            )
-        )
+        path.write_text(json.dumps(make()))
         path.chmod(0o600)
     values: dict[str, str] = json.loads(path.read_text())
     return values
+
+
+def _cache_secrets(w: Wiring) -> dict[str, str]:
+    """Dev sealing keys, shared by every cache instance of the stack (they
+    must open each other's entries)."""
+    return _generated(
+        w,
+        "cache-keys.json",
+        lambda: {
+            "CACHE_SEALING_KEYS": KeyRing.generate_setting(1),
+            "CACHE_KEY_HASH_SECRET": base64.b64encode(secrets.token_bytes(32)).decode(),
+        },
+    )
 
 
 def _gateway_secrets(w: Wiring) -> dict[str, str]:
-    """The cursor-signing secret, made once per data dir and shared by every
-    gateway instance (a cursor from one must open on another)."""
-    path = w.data_dir / "gateway-secrets.json"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"GATEWAY_CURSOR_SECRET": secrets.token_urlsafe(32)}))
-        path.chmod(0o600)
-    values: dict[str, str] = json.loads(path.read_text())
-    return values
+    """The cursor-signing secret (a cursor from one gateway must open on another)."""
+    return _generated(
+        w, "gateway-secrets.json", lambda: {"GATEWAY_CURSOR_SECRET": secrets.token_urlsafe(32)}
+    )
 
 
 CACHE = ServiceSpec(
@@ -261,9 +261,64 @@ NOTIFIER = ServiceSpec(
     env_prefix="NOTIFIER_",
 )
 
-# Declaration order is the default start order among independent services.
+
+def _metrics_secrets(w: Wiring) -> dict[str, str]:
+    """The key that stands in for user ids in analytics."""
+    return _generated(
+        w, "metrics-secrets.json", lambda: {"METRICS_USER_HASH_SECRET": secrets.token_urlsafe(32)}
+    )
+
+
+def admin_token(w: Wiring) -> str:
+    """The token every service's /debug endpoints accept and the metrics
+    service presents."""
+    token = _generated(w, "admin-token.json", lambda: {"token": secrets.token_urlsafe(32)})
+    return token["token"]
+
+
+# Where the metrics service finds each service that is part of the stack:
+# (service, /metrics port name, health url) per instance.
+_OBSERVED: tuple[tuple[str, str, Callable[[Wiring], str]], ...] = (
+    ("gateway", "GATEWAY_PORT", lambda w: f"http://{w.addr('GATEWAY_PORT')}/readyz"),
+    ("timeline", "TIMELINE_METRICS_PORT", lambda w: f"grpc://{w.addr('TIMELINE_GRPC_PORT')}"),
+    ("cache", "CACHE_METRICS_PORT", lambda w: f"grpc://{w.addr('CACHE_GRPC_PORT')}"),
+    ("pipeline", "PIPELINE_METRICS_PORT", lambda w: f"grpc://{w.addr('PIPELINE_GRPC_PORT')}"),
+    ("notifier", "NOTIFIER_METRICS_PORT", lambda w: f"http://{w.addr('NOTIFIER_PORT')}/readyz"),
+)
+
+
+def _metrics_env(w: Wiring) -> dict[str, str]:
+    present = [entry for entry in _OBSERVED if entry[1] in w.ports]
+    return {
+        "METRICS_HOST": w.host,
+        "METRICS_REDIS_URL": w.redis_url,
+        "METRICS_NATS_URL": w.nats_url,
+        "METRICS_JWT_PUBLIC_KEY_FILES": ",".join(str(p) for p in w.jwt_public_key_files),
+        # Itself too: its own resources belong on the page.
+        "METRICS_SCRAPE_TARGETS": ",".join(
+            f"{name}=http://{w.addr(port)}/metrics"
+            for name, port in [*((n, p) for n, p, _ in present), ("metrics", "METRICS_PORT")]
+        ),
+        "METRICS_HEALTH_TARGETS": ",".join(f"{name}={health(w)}" for name, _, health in present),
+        **_metrics_secrets(w),
+    }
+
+
+METRICS = ServiceSpec(
+    name="metrics",
+    command=python_service("murmur_metrics"),
+    ports={"METRICS_PORT": 8095},
+    env=_metrics_env,
+    probe=lambda w: http_readyz(w.port("METRICS_PORT"), w.host),
+    urls=lambda w: {"metrics": f"http://{w.addr('METRICS_PORT')}"},
+    depends_on=("nats", "redis"),
+    env_prefix="METRICS_",
+)
+
+# Declaration order is the default start order among independent services:
+# metrics last, so its first scrape finds everyone up.
 SERVICES: dict[str, ServiceSpec] = {
-    s.name: s for s in (NATS, REDIS, TIMELINE, CACHE, PIPELINE, GATEWAY, NOTIFIER)
+    s.name: s for s in (NATS, REDIS, TIMELINE, CACHE, PIPELINE, GATEWAY, NOTIFIER, METRICS)
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from murmur_devstack.ports import free_ports, is_listening
 from murmur_devstack.process import ManagedProcess, ProcessSpec
-from murmur_devstack.services import SERVICES, ServiceSpec, Wiring, resolve
+from murmur_devstack.services import SERVICES, ServiceSpec, Wiring, admin_token, resolve
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,8 @@ class Stack:
             # every service into one in the traces.
             env["OTEL_SERVICE_NAME"] = spec.name
             env["PYTHONUNBUFFERED"] = "1"
+            # One operator secret for every service's /debug endpoints.
+            env[f"{spec.env_prefix}ADMIN_TOKEN"] = admin_token(self.wiring)
         # Wiring comes last but for explicit overrides: ports and addresses
         # between processes are the stack's, whatever the environment says.
         env.update({name: str(self.wiring.port(name)) for name in spec.ports})

@@ -23,8 +23,9 @@ from murmur_cache.servicer import CacheServicer
 from murmur_cache.settings import CacheSettings
 from murmur_cache.timeline_source import TimelineSource
 from murmur_core import nats as murmur_nats
+from murmur_core.admin import AdminEndpoints
 from murmur_core.grpc_server import GrpcServer
-from murmur_core.metrics import start_metrics_listener
+from murmur_core.metrics import MetricsListener, start_metrics_listener
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class CacheServer:
         self.grpc = grpc_server
         self.port = grpc_server.port
         self.metrics_port: int | None = None
+        self._metrics: MetricsListener | None = None
         self._redis = redis
         self._source = source
         self._nats: NatsClient | None = None
@@ -81,7 +83,10 @@ class CacheServer:
         )
         server = cls(settings, engine, redis, source, grpc_server)
         if settings.metrics_port:
-            server.metrics_port = start_metrics_listener(settings.metrics_port)
+            server._metrics = start_metrics_listener(
+                settings.metrics_port, admin=AdminEndpoints(settings.admin_token)
+            )
+            server.metrics_port = server._metrics.port
         if settings.nats_url:
             await server._start_invalidation()
         await grpc_server.start()
@@ -152,6 +157,8 @@ class CacheServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.close)
         if self._invalidator is not None:
             await self._invalidator.stop()
         if self._nats is not None:

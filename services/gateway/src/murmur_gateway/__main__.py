@@ -7,6 +7,7 @@ import math
 import uvicorn
 
 from murmur_core.logging import configure_logging
+from murmur_core.metrics import expose_service_info
 from murmur_core.service_info import ServiceInfo
 from murmur_core.telemetry import setup_tracing, shutdown_tracing
 from murmur_gateway.app import create_app
@@ -18,6 +19,7 @@ def main() -> None:
     info = ServiceInfo.for_distribution("gateway", "murmur-gateway")
     configure_logging(info.name, settings.log_level)
     setup_tracing(info)
+    expose_service_info(info.name, info.version)
     try:
         uvicorn.run(
             create_app(settings),

@@ -12,7 +12,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from murmur_core import nats as murmur_nats
-from murmur_core.http import NATIVE_TELEMETRY_OFF, install_observability
+from murmur_core.admin import AdminEndpoints
+from murmur_core.http import NATIVE_TELEMETRY_OFF, install_admin_routes, install_observability
 from murmur_core.metrics import watch_event_loop_lag
 from murmur_core.service_info import package_version
 from murmur_gateway.backend import open_backend
@@ -161,4 +162,5 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             max_age=600,
         )
     install_observability(app)
+    install_admin_routes(app, AdminEndpoints(settings.admin_token))
     return app

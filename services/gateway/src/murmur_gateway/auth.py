@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from murmur_core.auth import InvalidToken, Principal, TokenVerifier
-from murmur_gateway.problems import ProblemError
+from murmur_core.problems import ProblemError
 from murmur_gateway.ratelimit import Limit, RateLimiter
 from murmur_gateway.reads import ANONYMOUS_VIEWER
 from murmur_gateway.settings import GatewaySettings

@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from murmur_core.problems import ProblemError
 from murmur_gateway.backend import Backend, TimelineStub
 from murmur_gateway.cache_sync import CacheSync
 from murmur_gateway.cursors import CursorSigner
-from murmur_gateway.problems import ProblemError
 from murmur_gateway.purge import Purger
 from murmur_gateway.reads import Reads
 from murmur_gateway.settings import GatewaySettings

@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from murmur_core.problems import ProblemError
 from murmur_gateway.auth import charge, verify_token
-from murmur_gateway.problems import ProblemError
 from murmur_gateway.reads import Reads
 from murmur_gateway.representation import choose_variant, respond
 from murmur_gateway.routes.timelines import HOME_PATH, PRIVATE, stale_header

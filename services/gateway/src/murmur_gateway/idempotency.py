@@ -30,8 +30,8 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from murmur_core.auth import InvalidToken, TokenVerifier
+from murmur_core.problems import problem_response
 from murmur_gateway.idempotency_store import IdempotencyStore
-from murmur_gateway.problems import problem_response
 
 log = logging.getLogger(__name__)
 

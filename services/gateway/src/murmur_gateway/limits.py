@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from murmur_gateway.problems import problem_response
+from murmur_core.problems import problem_response
 
 
 class BodyTooLarge(HTTPException):

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from murmur_gateway.problems import PROBLEM_MEDIA_TYPE, Problem
+from murmur_core.problems import PROBLEM_MEDIA_TYPE, Problem
 
 _DESCRIPTIONS = {
     400: "Malformed JSON, or a parameter or value the service refuses.",

@@ -19,11 +19,11 @@ from murmur.api.v1 import api_pb2 as api
 from murmur.cache.v1 import cache_service_pb2 as cache_rpc
 from murmur.timeline.v1 import resources_pb2 as res
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
+from murmur_core.problems import ProblemError
 from murmur_gateway.backend import Backend
 from murmur_gateway.cursors import CursorSigner, InvalidCursor
 from murmur_gateway.documents import page_doc, post_doc
 from murmur_gateway.near_cache import NearCache
-from murmur_gateway.problems import ProblemError
 from murmur_gateway.representation import Rendered, Variant, render, version_tag
 
 log = logging.getLogger(__name__)

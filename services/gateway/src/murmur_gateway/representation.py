@@ -19,11 +19,11 @@ from fastapi import Depends, Query, Request
 from google.protobuf.message import Message
 from starlette.responses import Response
 
+from murmur_core.problems import ProblemError
 from murmur_gateway.compression import compress, worth_compressing
 from murmur_gateway.encoders import ENCODERS, JSON
 from murmur_gateway.fields import ALL, FieldSyntaxError, Projection, compile_fields
 from murmur_gateway.negotiation import canonical_media_type, choose_encoding, choose_media_type
-from murmur_gateway.problems import ProblemError
 
 VARY = "Accept-Encoding, Accept"
 OFFERED_MEDIA_TYPES = (

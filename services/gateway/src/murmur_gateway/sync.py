@@ -29,11 +29,11 @@ from murmur.events.v1 import events_pb2
 from murmur.timeline.v1 import resources_pb2 as res
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
 from murmur_core import subjects
+from murmur_core.problems import ProblemError
 from murmur_core.user_events import StoredEvent, read_after, stream_bounds
 from murmur_gateway.backend import Backend
 from murmur_gateway.cursors import CursorSigner, InvalidCursor
 from murmur_gateway.documents import Moment, post_doc
-from murmur_gateway.problems import ProblemError
 from murmur_gateway.reads import FALL_BACK_ON
 
 log = logging.getLogger(__name__)

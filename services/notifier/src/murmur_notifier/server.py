@@ -10,10 +10,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from http import HTTPStatus
 
-import uvicorn
 from nats.aio.client import Client as NatsClient
 from nats.errors import SlowConsumerError
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -21,7 +20,9 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from murmur_core import nats as murmur_nats
-from murmur_core.metrics import start_metrics_listener
+from murmur_core.admin import AdminEndpoints
+from murmur_core.embedded_http import EmbeddedHttpServer
+from murmur_core.metrics import MetricsListener, start_metrics_listener
 from murmur_notifier import metrics, protocol
 from murmur_notifier.connection import Connection, Services
 from murmur_notifier.graphql_ws import messages as graphql_messages
@@ -35,15 +36,6 @@ from murmur_notifier.sse import SseSession, create_sse_app
 log = logging.getLogger(__name__)
 
 WEBSOCKET_PATH = "/v1/ws"
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn inside this process's loop: the process's signals are
-    lifecycle's, not uvicorn's."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class NotifierServer:
@@ -63,9 +55,9 @@ class NotifierServer:
         self._sessions = sessions
         self._accepting = True
         self._server: Server | None = None
-        self._sse: _EmbeddedUvicorn | None = None
-        self._sse_serving: asyncio.Task[None] | None = None
+        self._sse: EmbeddedHttpServer | None = None
         self._presence: Presence | None = None
+        self._metrics: MetricsListener | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -109,7 +101,9 @@ class NotifierServer:
             router.on_join = presence.joined
             server._tasks.append(asyncio.create_task(presence.refresh_forever()))
         if settings.metrics_port:
-            start_metrics_listener(settings.metrics_port)
+            server._metrics = start_metrics_listener(
+                settings.metrics_port, admin=AdminEndpoints(settings.admin_token)
+            )
         server._server = await serve(
             server._handle,
             settings.host,
@@ -137,24 +131,13 @@ class NotifierServer:
         app = create_sse_app(
             self._services, accepting=lambda: self._accepting, run=self._run_session
         )
-        config = uvicorn.Config(
+        sse = self._sse = EmbeddedHttpServer(
             app,
-            host=self.settings.host,
-            port=self.settings.sse_port,
-            lifespan="off",
-            # Logging is configured already; uvicorn's own would undo it.
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=int(self.settings.shutdown_grace_seconds) + 1,
+            self.settings.host,
+            self.settings.sse_port,
+            grace_seconds=self.settings.shutdown_grace_seconds,
         )
-        sse = self._sse = _EmbeddedUvicorn(config)
-        serving = self._sse_serving = asyncio.create_task(sse.serve())
-        while not sse.started:
-            if serving.done():
-                serving.result()  # raises why it could not start
-                raise RuntimeError("the SSE listener stopped while starting")
-            await asyncio.sleep(0.01)
-        self.sse_port = sse.servers[0].sockets[0].getsockname()[1]
+        self.sse_port = await sse.start()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -205,11 +188,12 @@ class NotifierServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        if self._sse is not None and self._sse_serving is not None:
-            self._sse.should_exit = True
-            await self._sse_serving
+        if self._sse is not None:
+            await self._sse.stop()
         for task in self._tasks:
             task.cancel()
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.close)
         if self._presence is not None:
             await self._presence.close()
         with contextlib.suppress(Exception):

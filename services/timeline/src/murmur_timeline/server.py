@@ -12,12 +12,13 @@ from murmur.timeline.v1 import timeline_service_pb2 as rpc
 from murmur.timeline.v1 import timeline_service_pb2_grpc as rpc_grpc
 from murmur_core import nats as murmur_nats
 from murmur_core import subjects
+from murmur_core.admin import AdminEndpoints
 from murmur_core.grpc_server import GrpcServer
-from murmur_core.metrics import start_metrics_listener
+from murmur_core.metrics import MetricsListener, start_metrics_listener
 from murmur_timeline.outbox import OutboxRelay
 from murmur_timeline.servicer import TimelineServicer
 from murmur_timeline.settings import TimelineSettings
-from murmur_timeline.storage import Database, TimelineStore, open_database
+from murmur_timeline.storage import Database, QueryStats, TimelineStore, open_database
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +33,26 @@ class TimelineServer:
         db: Database,
         store: TimelineStore,
         grpc_server: GrpcServer,
+        query_stats: QueryStats,
     ) -> None:
         self.settings = settings
         self.db = db
         self.store = store
         self.grpc = grpc_server
         self.port = grpc_server.port
+        self.query_stats = query_stats
         self.metrics_port: int | None = None
+        self._metrics: MetricsListener | None = None
         self.relay: OutboxRelay | None = None
         self._nats: NatsClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     async def start(cls, settings: TimelineSettings) -> TimelineServer:
-        db = await open_database(settings.database_url, pool_size=settings.database_pool_size)
+        query_stats = QueryStats(slow_seconds=settings.slow_query_seconds)
+        db = await open_database(
+            settings.database_url, pool_size=settings.database_pool_size, stats=query_stats
+        )
         store = TimelineStore(db)
         version = await store.migrate()
         log.info("database ready", extra={"dialect": db.dialect, "schema_version": version})
@@ -55,9 +62,12 @@ class TimelineServer:
             register=lambda s: rpc_grpc.add_TimelineServiceServicer_to_server(servicer, s),
             bind=f"{settings.grpc_host}:{settings.grpc_port}",
         )
-        server = cls(settings, db, store, grpc_server)
+        server = cls(settings, db, store, grpc_server, query_stats)
         if settings.metrics_port:
-            server.metrics_port = start_metrics_listener(settings.metrics_port)
+            server._metrics = start_metrics_listener(
+                settings.metrics_port, admin=AdminEndpoints(settings.admin_token, query_stats)
+            )
+            server.metrics_port = server._metrics.port
         if settings.nats_url:
             await server._start_relay()
         await grpc_server.start()
@@ -110,6 +120,8 @@ class TimelineServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.close)
         if self._nats is not None:
             # Flush our relay's in-flight publishes before leaving.
             with contextlib.suppress(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from murmur_core.settings import ServiceSettings
@@ -16,6 +17,9 @@ class TimelineSettings(ServiceSettings):
     # sqlite:///relative/or/absolute/path.db or postgresql://user@host:port/db
     database_url: str = "sqlite:///var/murmur/timeline.db"
     database_pool_size: int = 10
+    # Statements at least this long are logged and counted as slow
+    # (murmur_db_slow_queries_total, /debug/queries).
+    slow_query_seconds: float = Field(default=0.05, gt=0)
     # Empty disables the outbox relay (rows wait in the outbox until it runs).
     nats_url: str = "nats://127.0.0.1:4222"
     events_retention_seconds: float = 7 * 24 * 3600

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from murmur_core.problems import ProblemError
 from murmur_gateway.deps import BackendDep
 from murmur_gateway.openapi import problem_responses
-from murmur_gateway.problems import ProblemError
 from murmur_gateway.schemas import Status
 
 router = APIRouter(tags=["health"])

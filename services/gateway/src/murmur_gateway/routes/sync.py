@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from murmur.api.v1 import api_pb2 as api
+from murmur_core.problems import ProblemError
 from murmur_gateway.auth import CurrentUser
 from murmur_gateway.deps import Settings
 from murmur_gateway.openapi import UPSTREAM, problem_responses, representations
-from murmur_gateway.problems import ProblemError
 from murmur_gateway.representation import ChosenVariant, render, uncached
 from murmur_gateway.schemas import SyncPage
 from murmur_gateway.sync import Sync

@@ -6,12 +6,12 @@ from fastapi import APIRouter, Request, Response
 
 from murmur.api.v1 import api_pb2 as api
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
+from murmur_core.problems import ProblemError
 from murmur_gateway.auth import CurrentUser
 from murmur_gateway.cursors import InvalidCursor
 from murmur_gateway.deps import CacheSyncDep, CursorsDep, Page, Timeline
 from murmur_gateway.documents import user_doc
 from murmur_gateway.openapi import UPSTREAM, problem_responses, representations
-from murmur_gateway.problems import ProblemError
 from murmur_gateway.representation import (
     ChosenVariant,
     created,

@@ -14,15 +14,16 @@ from nats.js.api import RePublish
 
 from murmur_core import nats as murmur_nats
 from murmur_core import subjects
+from murmur_core.admin import AdminEndpoints
 from murmur_core.consumer import ConsumerSpec, EventConsumer
 from murmur_core.grpc_client import open_channel
 from murmur_core.grpc_server import GrpcServer
-from murmur_core.metrics import start_metrics_listener
+from murmur_core.metrics import MetricsListener, start_metrics_listener
 from murmur_timeline.pipeline.cleanup import Scheduler, jobs
 from murmur_timeline.pipeline.fanout import FanOut
 from murmur_timeline.pipeline.settings import PipelineSettings
 from murmur_timeline.pipeline.user_events import UserEvents
-from murmur_timeline.storage import Database, TimelineStore, open_database
+from murmur_timeline.storage import Database, QueryStats, TimelineStore, open_database
 
 if TYPE_CHECKING:
     from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceAsyncStub as CacheStub
@@ -56,10 +57,14 @@ class Pipeline:
         self._nc = nc
         self._channel = channel
         self._watch: asyncio.Task[None] | None = None
+        self._metrics: MetricsListener | None = None
 
     @classmethod
     async def start(cls, settings: PipelineSettings) -> Pipeline:
-        db = await open_database(settings.database_url, pool_size=settings.database_pool_size)
+        query_stats = QueryStats(slow_seconds=settings.slow_query_seconds)
+        db = await open_database(
+            settings.database_url, pool_size=settings.database_pool_size, stats=query_stats
+        )
         store = TimelineStore(db)
         await store.migrate()
         nc = await murmur_nats.connect(settings.nats_url, name="pipeline")
@@ -113,9 +118,11 @@ class Pipeline:
             register=lambda _: None,
             bind=f"{settings.grpc_host}:{settings.grpc_port}",
         )
-        if settings.metrics_port:
-            start_metrics_listener(settings.metrics_port)
         pipeline = cls(settings, db, nc, channel, consumer, scheduler, health)
+        if settings.metrics_port:
+            pipeline._metrics = start_metrics_listener(
+                settings.metrics_port, admin=AdminEndpoints(settings.admin_token, query_stats)
+            )
         consumer.start()
         scheduler.start()
         await health.start()
@@ -148,6 +155,8 @@ class Pipeline:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.close)
         # Unacknowledged messages of the batch in hand are redelivered to
         # another instance: stopping mid-batch loses nothing.
         await self.consumer.stop()

@@ -18,6 +18,9 @@ class PipelineSettings(ServiceSettings):
     # The timeline's database: followers are read from the source of truth.
     database_url: str = "sqlite:///var/murmur/timeline.db"
     database_pool_size: int = 5
+    # Statements at least this long are logged and counted as slow
+    # (murmur_db_slow_queries_total, /debug/queries).
+    slow_query_seconds: float = Field(default=0.05, gt=0)
     nats_url: str = "nats://127.0.0.1:4222"
     cache_addr: str = "127.0.0.1:7052"
     cache_timeout_seconds: float = 5.0

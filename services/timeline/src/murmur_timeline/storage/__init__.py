@@ -12,6 +12,7 @@ from murmur_timeline.storage.models import (
     Tombstone,
     User,
 )
+from murmur_timeline.storage.query_stats import QueryStats
 from murmur_timeline.storage.store import TimelineStore
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "OutboxEvent",
     "PermissionDenied",
     "Post",
+    "QueryStats",
     "StorageError",
     "TimelineStore",
     "Tombstone",

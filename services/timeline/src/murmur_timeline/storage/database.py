@@ -12,10 +12,13 @@ from contextlib import (
     asynccontextmanager,
     nullcontext,
 )
+from time import perf_counter
 from typing import Any, Literal, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+
+from murmur_timeline.storage.query_stats import QueryStats
 
 Row = Sequence[Any]
 Dialect = Literal["sqlite", "postgresql"]
@@ -50,16 +53,22 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
 
-async def open_database(url: str, *, pool_size: int = 10) -> Database:
-    """Open ``sqlite:///path`` or ``postgresql://...`` (migrations are the store's job)."""
+async def open_database(
+    url: str, *, pool_size: int = 10, stats: QueryStats | None = None
+) -> Database:
+    """Open ``sqlite:///path`` or ``postgresql://...`` (migrations are the store's job).
+
+    Every statement is timed into ``stats`` (a fresh QueryStats by default).
+    """
+    stats = stats if stats is not None else QueryStats()
     if url.startswith("sqlite:///"):
         from murmur_timeline.storage.sqlite import SqliteDatabase
 
-        return TracedDatabase(await SqliteDatabase.open(url.removeprefix("sqlite:///")))
+        return TracedDatabase(await SqliteDatabase.open(url.removeprefix("sqlite:///")), stats)
     if url.startswith(("postgresql://", "postgres://")):
         from murmur_timeline.storage.postgres import PostgresDatabase
 
-        return TracedDatabase(await PostgresDatabase.open(url, pool_size=pool_size))
+        return TracedDatabase(await PostgresDatabase.open(url, pool_size=pool_size), stats)
     raise ValueError("database_url must start with sqlite:/// or postgresql://")
 
 
@@ -85,11 +94,15 @@ def query_summary(sql: str) -> tuple[str, str | None]:
 class TracedConnection:
     """One CLIENT span a statement, by the database semantic conventions. The
     statement text goes in (values travel as parameters, never in it); the
-    parameters, which hold ciphertext and ids, never do."""
+    parameters, which hold ciphertext and ids, never do.
 
-    def __init__(self, inner: Connection, dialect: Dialect) -> None:
+    Every statement is also timed into the statistics, traced or not; inside
+    its span, so a slow-query log line carries the trace it slowed down."""
+
+    def __init__(self, inner: Connection, dialect: Dialect, stats: QueryStats) -> None:
         self._inner = inner
         self._dialect = dialect
+        self._stats = stats
 
     def _span(self, sql: str) -> AbstractContextManager[Any]:
         # Only inside a traced operation: the relay's polls and the cleanup
@@ -110,33 +123,46 @@ class TracedConnection:
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         with self._span(sql):
-            return await self._inner.fetch(sql, *args)
+            started = perf_counter()
+            try:
+                return await self._inner.fetch(sql, *args)
+            finally:
+                self._stats.record(sql, perf_counter() - started)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         with self._span(sql):
-            return await self._inner.fetchrow(sql, *args)
+            started = perf_counter()
+            try:
+                return await self._inner.fetchrow(sql, *args)
+            finally:
+                self._stats.record(sql, perf_counter() - started)
 
     async def execute(self, sql: str, *args: Any) -> None:
         with self._span(sql):
-            await self._inner.execute(sql, *args)
+            started = perf_counter()
+            try:
+                await self._inner.execute(sql, *args)
+            finally:
+                self._stats.record(sql, perf_counter() - started)
 
 
 class TracedDatabase:
-    """A Database whose connections trace their statements."""
+    """A Database whose connections trace and time their statements."""
 
-    def __init__(self, inner: Database) -> None:
+    def __init__(self, inner: Database, stats: QueryStats) -> None:
         self._inner = inner
         self.dialect = inner.dialect
+        self.stats = stats
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
         async with self._inner.read() as conn:
-            yield TracedConnection(conn, self.dialect)
+            yield TracedConnection(conn, self.dialect, self.stats)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._inner.transaction() as conn:
-            yield TracedConnection(conn, self.dialect)
+            yield TracedConnection(conn, self.dialect, self.stats)
 
     def leader_lock(self, name: str) -> AbstractAsyncContextManager[bool]:
         return self._inner.leader_lock(name)

@@ -1,0 +1,2 @@
+"""Behaviour analytics from the domain events: recorded into Redis by the
+ingest consumer, read back for the dashboard."""

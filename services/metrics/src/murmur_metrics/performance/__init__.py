@@ -1,0 +1,2 @@
+"""Performance, resources and bottlenecks, from Prometheus or from the
+services' own /metrics."""
