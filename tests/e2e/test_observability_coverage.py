@@ -42,7 +42,6 @@ import grpc
 import httpx
 import nats
 import pytest
-from fastapi.routing import APIRoute, iter_route_contexts
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from websockets.asyncio.client import ClientConnection, connect
@@ -53,7 +52,7 @@ from murmur.cache.v1 import cache_service_pb2 as cache_rpc
 from murmur.cache.v1 import cache_service_pb2_grpc as cache_grpc
 from murmur.timeline.v1 import timeline_service_pb2 as tl_rpc
 from murmur.timeline.v1 import timeline_service_pb2_grpc as tl_grpc
-from murmur_core.http import UNOBSERVED_PATHS
+from murmur_core.http import observed_routes
 from murmur_core.ids import new_uuid7
 from murmur_devstack import DevKeys, Stack
 from murmur_devstack.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
@@ -90,16 +89,7 @@ def http_routes(keys: DevKeys) -> list[Route]:
     app = create_app(
         GatewaySettings(timeline_addr="127.0.0.1:1", jwt_public_key_files=str(keys.public))
     )
-    # FastAPI 0.163 keeps included routers as nodes of app.routes; this walks them.
-    found = {
-        (method, context.path)
-        for context in iter_route_contexts(app.routes)
-        if isinstance(context.original_route, APIRoute)
-        and context.path is not None
-        and context.path not in UNOBSERVED_PATHS
-        for method in context.methods or ()
-    }
-    return sorted(found)
+    return observed_routes(app)
 
 
 def grpc_methods() -> dict[str, str]:

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
 JOBS = ("gateway", "timeline", "cache", "pipeline", "notifier", "metrics")
 # One real series per service, each made by the requests below (the
-# notifier's connection gauge exists from its start).
+# notifier's connection gauge and the consumers' lag exist from their start).
 SERIES = {
     "gateway": 'http_server_requests_total{job="gateway",route="/v1/users",method="POST"}',
     "timeline": 'grpc_server_handled_total{job="timeline",'

@@ -122,6 +122,11 @@ class EventConsumer:
         # increase() see the first retry or dead letter.
         for outcome in OUTCOMES:
             CONSUMED.labels(self._spec.durable, outcome)
+        # The lag from the start, not from the first message fetched: a
+        # consumer that never gets any (another instance does) still has one.
+        with contextlib.suppress(Exception):
+            info = await self._subscription.consumer_info()
+            PENDING.labels(self._spec.durable).set(info.num_pending or 0)
         while True:
             try:
                 messages = await self._subscription.fetch(

@@ -115,6 +115,23 @@ def _route_paths(routes: list[Any]) -> Iterator[tuple[str, Any]]:
         yield path, getattr(context, "methods", None)
 
 
+def observed_routes(app: Starlette) -> list[tuple[str, str]]:
+    """(method, template) of every route the app serves and this middleware
+    measures: what a coverage check must find metrics and spans for."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    return sorted(
+        {
+            (method, context.path)
+            for context in iter_route_contexts(app.routes)
+            if isinstance(context.original_route, APIRoute)
+            and context.path is not None
+            and context.path not in UNOBSERVED_PATHS
+            for method in context.methods or ()
+        }
+    )
+
+
 class HttpObservability:
     def __init__(self, app: ASGIApp, tracer: trace.Tracer | None = None) -> None:
         self.app = app
