@@ -81,3 +81,24 @@ async def test_dashboard_lists_the_timelines_statements(
         assert user not in statement["statement"], "a parameter value leaked"
         assert statement["calls"] >= 1
         assert statement["max_ms"] >= statement["mean_ms"] >= 0
+
+
+async def test_resources_show_each_services_pools(stack: Stack) -> None:
+    """USE: the gateway's and cache's Redis pools, and every gRPC channel's
+    calls in flight, per instance, as the dashboard shows them."""
+    async with httpx.AsyncClient(base_url=stack.url("metrics"), timeout=10) as http:
+        pools: dict[str, set[str]] = {}
+        for _ in range(40):
+            rows = (await http.get("/api/v1/resources")).json()
+            pools = {
+                r["service"]: {
+                    p["name"].split(" ")[0] + " " + p["name"].split(" ")[1] for p in r["pools"]
+                }
+                for r in rows
+            }
+            if {"gateway", "cache"} <= set(pools) and "redis gateway" in pools["gateway"]:
+                break
+            await asyncio.sleep(0.5)
+    assert "redis gateway" in pools["gateway"], pools
+    assert "redis cache" in pools["cache"], pools
+    assert any(name.startswith("grpc ") for name in pools["gateway"]), pools

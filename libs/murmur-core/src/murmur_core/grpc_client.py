@@ -1,6 +1,6 @@
 """The one way a Murmur service opens a gRPC channel to another: traced, with
 health probes left out of the traces (they run every few seconds and would
-bury real traffic)."""
+bury real traffic), and its calls in flight counted (grpc_client_active_calls)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
+
+from murmur_core.saturation import ActiveCalls
 
 # Probes and reflection are not traffic: no spans, no RED metrics.
 UNOBSERVED = filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))
@@ -24,5 +26,7 @@ def open_channel(
         filter_=filters.negate(UNOBSERVED)
     )
     return grpc.aio.insecure_channel(
-        address, interceptors=[*tracing, *interceptors], options=list(options)
+        address,
+        interceptors=[*tracing, ActiveCalls(address), *interceptors],
+        options=list(options),
     )

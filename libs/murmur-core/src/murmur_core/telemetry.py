@@ -4,7 +4,8 @@ Configuration comes from the standard ``OTEL_*`` variables: spans are exported
 over OTLP only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, and the sampler is
 the SDK's (``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` with
 ``OTEL_TRACES_SAMPLER_ARG``). Without an endpoint spans are still created, so
-logs and response headers carry real trace ids.
+logs and response headers carry real trace ids. The exporter is the SDK's
+OTLP/gRPC one with its requests encoded directly (otlp_encoding.py).
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ def setup_tracing(info: ServiceInfo) -> TracerProvider:
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     ):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from murmur_core.otlp_encoding import DirectOtlpSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(DirectOtlpSpanExporter()))
     trace.set_tracer_provider(provider)
     _provider = provider
     return provider

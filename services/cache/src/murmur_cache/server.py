@@ -26,6 +26,7 @@ from murmur_core import nats as murmur_nats
 from murmur_core.admin import AdminEndpoints
 from murmur_core.grpc_server import GrpcServer
 from murmur_core.metrics import MetricsListener, start_metrics_listener
+from murmur_core.saturation import watch_redis_pool
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ HEALTH_INTERVAL_SECONDS = 1.0
 def connect_redis(settings: CacheSettings) -> Redis:
     # Short timeouts and one quick retry: a dead Redis must cost a read
     # milliseconds (then L1 or the timeline answers), not seconds.
-    return Redis.from_url(
+    redis = Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
@@ -44,6 +45,8 @@ def connect_redis(settings: CacheSettings) -> Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=10,
     )
+    watch_redis_pool("cache", redis)
+    return redis
 
 
 class CacheServer:

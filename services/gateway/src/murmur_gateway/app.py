@@ -15,6 +15,7 @@ from murmur_core import nats as murmur_nats
 from murmur_core.admin import AdminEndpoints
 from murmur_core.http import NATIVE_TELEMETRY_OFF, install_admin_routes, install_observability
 from murmur_core.metrics import watch_event_loop_lag
+from murmur_core.saturation import watch_redis_pool
 from murmur_core.service_info import package_version
 from murmur_gateway.backend import open_backend
 from murmur_gateway.cache_sync import CacheSync
@@ -54,6 +55,7 @@ def _shared_state(
     # Short timeouts: both users of this client let requests through when
     # Redis is slow or gone, and must find out quickly.
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
+    watch_redis_pool("gateway", redis)
     return redis, SharedRateLimiter(redis), RedisIdempotencyStore(redis)
 
 

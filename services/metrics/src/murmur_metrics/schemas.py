@@ -148,9 +148,9 @@ class Health(BaseModel):
 
 
 class Pool(BaseModel):
-    name: str
+    name: str = Field(description="db, redis <pool>, or grpc <target> (calls in flight).")
     in_use: int
-    size: int
+    size: int | None = Field(description="The pool's limit; none for a gRPC channel.")
 
 
 class Resources(BaseModel):

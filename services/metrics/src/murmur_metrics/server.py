@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from murmur_core import nats as murmur_nats
 from murmur_core.consumer import EventConsumer
 from murmur_core.embedded_http import EmbeddedHttpServer
+from murmur_core.saturation import watch_redis_pool
 from murmur_metrics.admin_client import AdminClient
 from murmur_metrics.analytics.ingest import AnalyticsIngest
 from murmur_metrics.analytics.keys import AnalyticsKeys, UserHasher
@@ -58,6 +59,7 @@ class MetricsServer:
     async def start(cls, settings: MetricsSettings) -> MetricsServer:
         verifier = settings.token_verifier()
         redis = Redis.from_url(settings.redis_url)
+        watch_redis_pool("analytics", redis)
         nc = await murmur_nats.connect(settings.nats_url, name="metrics")
         client = httpx.AsyncClient()
         keys = AnalyticsKeys(settings.redis_key_prefix)

@@ -186,24 +186,22 @@ class PerformanceReport:
     async def resources(self) -> list[dict[str, Any]]:
         by = ("service", "instance")
         s = self.source
-        cpu, memory, fds, lag, started, pool = await asyncio.gather(
+        cpu, memory, fds, lag, started, db, redis, grpc = await asyncio.gather(
             s.rate("process_cpu_seconds_total", by),
             s.latest("process_resident_memory_bytes", by),
             s.latest("process_open_fds", by),
             s.latest("process_event_loop_lag_seconds", by),
             s.latest("process_start_time_seconds", by),
             s.latest("murmur_db_pool_connections", (*by, "state")),
+            s.latest("murmur_redis_pool_connections", (*by, "pool", "state")),
+            s.latest("grpc_client_active_calls", (*by, "grpc_target")),
         )
         cpu_i, mem_i, fds_i, lag_i = (_index(x, by) for x in (cpu, memory, fds, lag))
         start_i = _index(started, by)
-        pools: dict[tuple[str, ...], dict[str, float]] = {}
-        for p in pool:
-            owner = (p.labels["service"], p.labels["instance"])
-            pools.setdefault(owner, {})[p.labels["state"]] = p.value
+        pools = _pools(db, redis, grpc)
         now = time.time()
         rows = []
         for key in sorted(set(mem_i) | set(cpu_i) | set(lag_i)):
-            db = pools.get(key)
             rows.append(
                 {
                     "service": key[0],
@@ -213,15 +211,7 @@ class PerformanceReport:
                     "open_fds": None if key not in fds_i else int(fds_i[key]),
                     "event_loop_lag_seconds": lag_i.get(key),
                     "uptime_seconds": None if key not in start_i else round(now - start_i[key], 1),
-                    "pools": []
-                    if db is None
-                    else [
-                        {
-                            "name": "db",
-                            "in_use": int(db.get("in_use", 0)),
-                            "size": int(db.get("max", 0)),
-                        }
-                    ],
+                    "pools": pools.get(key, []),
                 }
             )
         return rows
@@ -279,6 +269,38 @@ class PerformanceReport:
 
 
 QS = (0.5, 0.95, 0.99)
+
+
+def _pools(
+    db: list[Point], redis: list[Point], grpc: list[Point]
+) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Per instance: its database pool, Redis pools and gRPC channels (calls
+    in flight; a channel has no fixed size)."""
+    states: dict[tuple[str, ...], dict[str, dict[str, float]]] = {}
+
+    def owner(p: Point) -> tuple[str, ...]:
+        return (p.labels["service"], p.labels["instance"])
+
+    for p in db:
+        states.setdefault(owner(p), {}).setdefault("db", {})[p.labels["state"]] = p.value
+    for p in redis:
+        name = f"redis {p.labels['pool']}"
+        states.setdefault(owner(p), {}).setdefault(name, {})[p.labels["state"]] = p.value
+    pools: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for instance, named in states.items():
+        pools[instance] = [
+            {
+                "name": name,
+                "in_use": int(s.get("in_use", 0)),
+                "size": int(s["max"]) if "max" in s else None,
+            }
+            for name, s in sorted(named.items())
+        ]
+    for p in grpc:
+        pools.setdefault(owner(p), []).append(
+            {"name": f"grpc {p.labels['grpc_target']}", "in_use": int(p.value), "size": None}
+        )
+    return pools
 
 
 def _rows(

@@ -30,7 +30,10 @@ function pools(row) {
       el(
         "span",
         { className: "pool" },
-        `${text(pool.name)} ${integer(pool.in_use)}/${integer(pool.size)}`,
+        // An unbounded pool (a gRPC channel) shows only what is in use.
+        isNumber(pool.size)
+          ? `${text(pool.name)} ${integer(pool.in_use)}/${integer(pool.size)}`
+          : `${text(pool.name)} ${integer(pool.in_use)}`,
       ),
     ),
   );
