@@ -10,7 +10,7 @@ import pytest
 
 from murmur_metrics.performance.scrape import ScrapeHistory, bucket_quantile
 from murmur_metrics.performance.source import Selector
-from murmur_metrics.targets import Target
+from murmur_metrics.targets import Replicas, Target
 
 INF = math.inf
 
@@ -59,7 +59,7 @@ class Scripted:
 async def scraped(bodies: list[str | None], window: float = 60.0) -> ScrapeHistory:
     client = httpx.AsyncClient(transport=httpx.MockTransport(Scripted(bodies)))
     history = ScrapeHistory(
-        [Target("gateway", "http://gw:8080/metrics")],
+        Replicas([Target("gateway", "http://10.0.0.9:8080/metrics")]),
         client,
         interval_seconds=1.0,
         window_seconds=window,
@@ -100,3 +100,65 @@ async def test_quantile_from_bucket_rates_and_a_failed_scrape_is_skipped() -> No
     assert p99.value == 0.01  # in +Inf: the highest finite bound
     # The latest answered scrape is the failed one: no current value.
     assert await history.latest("http_server_requests_total", ["instance"]) == []
+
+
+class FakeDns:
+    """Names to addresses, changeable between rounds; unknown names fail."""
+
+    def __init__(self, names: dict[str, list[str]]) -> None:
+        self.names = names
+
+    async def __call__(self, host: str) -> list[str]:
+        if host not in self.names:
+            raise OSError(f"no such host {host}")
+        return self.names[host]
+
+
+async def test_a_name_is_every_replica_it_resolves_to() -> None:
+    dns = FakeDns({"cache": ["10.0.0.2", "10.0.0.1"]})
+    replicas = Replicas(
+        [
+            Target("cache", "grpc://cache:7052"),
+            Target("timeline", "http://127.0.0.1:9464/metrics"),
+            Target("gone", "http://nowhere:1/metrics"),
+        ],
+        resolve=dns,
+    )
+    assert await replicas.current() == [
+        Target("cache", "grpc://10.0.0.2:7052"),
+        Target("cache", "grpc://10.0.0.1:7052"),
+        Target("timeline", "http://127.0.0.1:9464/metrics"),
+        Target("gone", "http://nowhere:1/metrics"),
+    ]
+
+
+async def test_replicas_are_scraped_each_and_leave_when_dns_drops_them() -> None:
+    dns = FakeDns({"cache": ["10.0.0.1", "10.0.0.2"]})
+    counts = {"10.0.0.1": [1, 11], "10.0.0.2": [5, 25]}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        value = counts[request.url.host].pop(0)
+        return httpx.Response(200, text=exposition(value, 0, 0))
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    history = ScrapeHistory(
+        Replicas([Target("cache", "http://cache:9465/metrics")], resolve=dns),
+        client,
+        interval_seconds=1.0,
+        window_seconds=60.0,
+        points=10,
+    )
+    await history.scrape_once()
+    await history.scrape_once()
+    rates = await history.rate("http_server_requests_total", ["instance"])
+    increases = {p.labels["instance"]: p.value for p in rates}
+    assert set(increases) == {"10.0.0.1:9465", "10.0.0.2:9465"}
+    assert all(rate > 0 for rate in increases.values())
+
+    dns.names["cache"] = ["10.0.0.1"]
+    counts["10.0.0.1"].append(21)
+    await history.scrape_once()
+    await client.aclose()
+    assert [t.instance for t in history.targets] == ["10.0.0.1:9465"]
+    latest = await history.latest("http_server_requests_total", ["instance"])
+    assert [p.labels["instance"] for p in latest] == ["10.0.0.1:9465"]

@@ -8,14 +8,13 @@ import asyncio
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from murmur_metrics.targets import Target
+from murmur_metrics.targets import Replicas, Target
 
 # Profiles kept for viewing; older ones are dropped first.
 PROFILES_KEPT = 20
@@ -60,9 +59,9 @@ def _base(target: Target) -> str:
 
 class AdminClient:
     def __init__(
-        self, targets: Sequence[Target], client: httpx.AsyncClient, token: SecretStr | None
+        self, targets: Replicas, client: httpx.AsyncClient, token: SecretStr | None
     ) -> None:
-        self.targets = list(targets)
+        self._replicas = targets
         self._client = client
         self._token = token
         self._profiles: OrderedDict[str, Profile] = OrderedDict()
@@ -72,8 +71,11 @@ class AdminClient:
             raise AdminUnavailable(503, "this metrics service has no admin token configured")
         return {"Authorization": f"Bearer {self._token.get_secret_value()}"}
 
-    def target(self, service: str, instance: str | None) -> Target:
-        for target in self.targets:
+    async def targets(self) -> list[Target]:
+        return await self._replicas.current()
+
+    async def target(self, service: str, instance: str | None) -> Target:
+        for target in await self.targets():
             if target.service == service and (instance is None or target.instance == instance):
                 return target
         raise AdminUnavailable(404, f"no profiling target {service} {instance or ''}".strip())
@@ -112,10 +114,11 @@ class AdminClient:
         if self._token is None:
             return {"statements": [], "note": "no admin token: statement statistics not read"}
         statements: list[dict[str, Any]] = []
+        targets = await self.targets()
         answers = await asyncio.gather(
-            *(self._statements(t) for t in self.targets), return_exceptions=True
+            *(self._statements(t) for t in targets), return_exceptions=True
         )
-        for target, answer in zip(self.targets, answers, strict=True):
+        for target, answer in zip(targets, answers, strict=True):
             if isinstance(answer, BaseException):
                 continue
             for row in answer:

@@ -191,9 +191,8 @@ def create_app(
     )
     async def profile_targets(_: Operator, d: DashboardDep) -> dict[str, Any]:
         """Service instances a CPU profile can be taken of."""
-        return {
-            "targets": [{"service": t.service, "instance": t.instance} for t in d.admin.targets]
-        }
+        targets = await d.admin.targets()
+        return {"targets": [{"service": t.service, "instance": t.instance} for t in targets]}
 
     @app.post(
         "/api/v1/profiles",
@@ -212,7 +211,7 @@ def create_app(
                 400, "invalid-parameter", "Invalid parameter", f"seconds must be at most {limit}"
             )
         try:
-            target = d.admin.target(body.service, body.instance)
+            target = await d.admin.target(body.service, body.instance)
             profile = await d.admin.profile(target, body.seconds)
         except AdminUnavailable as exc:
             raise _admin_problem(exc) from exc

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -17,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from murmur_core.grpc_client import open_channel
-from murmur_metrics.targets import Target
+from murmur_metrics.targets import Replicas, Target
 
 PROBE_TIMEOUT_SECONDS = 1.5
 
@@ -25,13 +24,13 @@ PROBE_TIMEOUT_SECONDS = 1.5
 class HealthProbes:
     def __init__(
         self,
-        targets: Sequence[Target],
+        targets: Replicas,
         client: httpx.AsyncClient,
         redis: Redis,
         nc: NatsClient,
         alertmanager_url: str = "",
     ) -> None:
-        self.targets = list(targets)
+        self._replicas = targets
         self._client = client
         self._redis = redis
         self._nc = nc
@@ -40,7 +39,7 @@ class HealthProbes:
 
     async def report(self) -> dict[str, Any]:
         services, redis, nats, alerts = await asyncio.gather(
-            asyncio.gather(*(self._probe(t) for t in self.targets)),
+            self._probe_all(),
             self._redis_status(),
             self._nats_status(),
             self._alerts(),
@@ -59,6 +58,10 @@ class HealthProbes:
             "database": database,
             "alerts": alerts,
         }
+
+    async def _probe_all(self) -> list[dict[str, Any]]:
+        targets = await self._replicas.current()
+        return list(await asyncio.gather(*(self._probe(t) for t in targets)))
 
     async def _probe(self, target: Target) -> dict[str, Any]:
         status = await (

@@ -30,7 +30,7 @@ from murmur_metrics.performance.report import PerformanceReport
 from murmur_metrics.performance.scrape import ScrapeHistory
 from murmur_metrics.performance.source import MetricSource
 from murmur_metrics.settings import MetricsSettings
-from murmur_metrics.targets import Target
+from murmur_metrics.targets import Replicas, Target
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class MetricsServer:
             settings.dedupe_retention_seconds,
         )
         consumer = AnalyticsIngest(recorder).consumer(nc)
-        targets = [Target(name, url) for name, url in settings.scrape_target_urls]
+        targets = Replicas([Target(name, url) for name, url in settings.scrape_target_urls])
         source: MetricSource
         scraper: ScrapeHistory | None = None
         if settings.prometheus_url:
@@ -91,7 +91,7 @@ class MetricsServer:
             )
             source = scraper
         health = HealthProbes(
-            [Target(name, url) for name, url in settings.health_target_urls],
+            Replicas([Target(name, url) for name, url in settings.health_target_urls]),
             client,
             redis,
             nc,

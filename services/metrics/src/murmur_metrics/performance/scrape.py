@@ -20,7 +20,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from murmur_metrics.performance.source import ALL, History, Point, Selector
-from murmur_metrics.targets import Target
+from murmur_metrics.targets import Replicas, Target
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +50,20 @@ class ScrapeHistory:
 
     def __init__(
         self,
-        targets: Sequence[Target],
+        targets: Replicas,
         client: httpx.AsyncClient,
         *,
         interval_seconds: float,
         window_seconds: float,
         points: int,
     ) -> None:
-        self.targets = list(targets)
+        self._replicas = targets
+        self.targets: list[Target] = []
         self._client = client
         self._interval = interval_seconds
         self._window = window_seconds
-        self._history: dict[Target, deque[Scrape]] = {t: deque(maxlen=points) for t in self.targets}
+        self._points = points
+        self._history: dict[Target, deque[Scrape]] = {}
 
     async def run(self) -> None:
         while True:
@@ -70,6 +72,11 @@ class ScrapeHistory:
             await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
 
     async def scrape_once(self) -> None:
+        # A replica gone from DNS leaves the page with its history.
+        self.targets = await self._replicas.current()
+        self._history = {
+            t: self._history.get(t) or deque(maxlen=self._points) for t in self.targets
+        }
         results = await asyncio.gather(*(self._scrape(t) for t in self.targets))
         for target, result in zip(self.targets, results, strict=True):
             self._history[target].append(result)
