@@ -180,6 +180,7 @@ def _print_banner(layout: Layout, stack: Stack) -> None:
         + "\n".join(lines)
         + f"\n  logs{' ' * max(width - 4, 0)}  {_display(layout.run_dir)}/<service>.log"
         + f"\n{_token_hint(stack, key_option)}"
+        + _dashboard_hint(stack, key_option)
         + "\nCtrl-C (or make down) stops everything.",
         flush=True,
     )
@@ -193,6 +194,13 @@ def _token_hint(stack: Stack, key_option: str) -> str:
         f'try it: TOKEN=$({mint}) && curl -H "Authorization: Bearer $TOKEN" '
         f"{stack.gateway_url}/v1/timelines/home"
     )
+
+
+def _dashboard_hint(stack: Stack, key_option: str) -> str:
+    if "metrics" not in stack.processes:
+        return ""
+    mint = f"uv run python -m murmur_core.token_cli ops --role operator{key_option}"
+    return f"\ndashboard: {stack.url('metrics')}/ (operator views: paste a token from: {mint})"
 
 
 def _display(path: Path) -> str:
