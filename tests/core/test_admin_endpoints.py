@@ -53,8 +53,9 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 def zz_murmur_distinctive_busy_work() -> None:
     deadline = time.perf_counter() + 0.005
+    spins = 0
     while time.perf_counter() < deadline:
-        pass
+        spins += 1  # CPU the profiler must catch in this frame
 
 
 @contextlib.asynccontextmanager

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml  # type: ignore[import-untyped]
 from pydantic_settings import BaseSettings
 
@@ -60,21 +61,30 @@ _LOOPBACK = re.compile(r"127\.0\.0\.1:(?P<port>\d+)")
 _POSTGRES = re.compile(r"postgresql://[^\s,]*@postgres:\d+/\w+")
 
 
-def resolved_compose(env: Mapping[str, str], workdir: Path) -> dict[str, Any]:
-    """The file as ``docker-compose config`` resolves it: anchors merged,
-    ``${VAR}`` substituted from ``env``."""
+def docker_compose(
+    workdir: Path, env: Mapping[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Debian's docker-compose on the repository's file, run from ``workdir``."""
     binary = shutil.which("docker-compose")
     if binary is None:
-        raise RuntimeError("docker-compose not found: run `make install`")
-    result = subprocess.run(
-        [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE), "config"],
+        pytest.fail("docker-compose not found: run `make install` (Debian package docker-compose)")
+    # Only PATH from the outside: a developer's own .env or COMPOSE_* must not leak in.
+    return subprocess.run(
+        [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE), *args],
         cwd=workdir,
         env={"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), **env},
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
+        check=False,
     )
+
+
+def resolved_compose(env: Mapping[str, str], workdir: Path) -> dict[str, Any]:
+    """The file as ``docker-compose config`` resolves it: anchors merged,
+    ``${VAR}`` substituted from ``env``."""
+    result = docker_compose(workdir, env, "config")
+    assert result.returncode == 0, result.stderr
     data: dict[str, Any] = yaml.safe_load(result.stdout)
     return data
 

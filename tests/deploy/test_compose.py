@@ -10,10 +10,7 @@ The monitoring services' files and images are tests/deploy/test_prometheus_confi
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ import yaml  # type: ignore[import-untyped]
 
 # Every workspace service (the services/ folders with a package, plus the
 # timeline's second entry point) and its settings.
-from .compose_processes import SETTINGS
+from .compose_processes import SETTINGS, docker_compose
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -57,24 +54,6 @@ def _services() -> dict[str, Any]:
     return services
 
 
-def _docker_compose(
-    tmp_path: Path, env: dict[str, str], *args: str
-) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        pytest.fail("docker-compose not found: run `make install` (Debian package docker-compose)")
-    # Only PATH from the outside: a developer's own .env or COMPOSE_* must not leak in.
-    return subprocess.run(
-        [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE), *args],
-        cwd=tmp_path,
-        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _throwaway_env(tmp_path: Path) -> dict[str, str]:
     key = tmp_path / "jwt.pub"
     key.write_text("not a key\n")
@@ -84,7 +63,7 @@ def _throwaway_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
-    result = _docker_compose(tmp_path, _throwaway_env(tmp_path), "config", "-q")
+    result = docker_compose(tmp_path, _throwaway_env(tmp_path), "config", "-q")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -92,7 +71,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
 def test_docker_compose_config_requires_every_secret(tmp_path: Path, missing: str) -> None:
     env = _throwaway_env(tmp_path)
     del env[missing]
-    result = _docker_compose(tmp_path, env, "config", "-q")
+    result = docker_compose(tmp_path, env, "config", "-q")
     assert result.returncode != 0
     assert missing in result.stderr
 

@@ -93,8 +93,8 @@ async def watch_event_loop_lag(interval_seconds: float = 0.5) -> None:
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
-        # Scrapes every few seconds would flood stderr, outside our JSON logs.
-        pass
+        """Not logged: scrapes every few seconds would flood stderr, outside
+        the service's JSON logs."""
 
 
 class MetricsListener:
@@ -134,15 +134,15 @@ def start_metrics_listener(
         loop = asyncio.get_running_loop()
     app = _with_admin(make_wsgi_app(), admin, loop)
 
-    class Server(ThreadingWSGIServer):
-        pass
-
-    # As prometheus_client does: an IPv6 address needs an IPv6 socket.
+    # As prometheus_client does: an IPv6 address needs an IPv6 socket, set
+    # on a class of this listener's own.
     family, _, _, _, sockaddr = socket.getaddrinfo(
         addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    Server.address_family = family
-    server = make_server(str(sockaddr[0]), port, app, Server, handler_class=_QuietHandler)
+    server_class: type[ThreadingWSGIServer] = type(
+        "Server", (ThreadingWSGIServer,), {"address_family": family}
+    )
+    server = make_server(str(sockaddr[0]), port, app, server_class, handler_class=_QuietHandler)
     return MetricsListener(server)
 
 

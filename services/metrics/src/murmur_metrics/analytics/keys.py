@@ -65,8 +65,20 @@ class AnalyticsKeys:
     def active(self, day: int) -> str:
         return f"{self.tag}:dau:{day}"
 
+    @property
+    def cohort_prefix(self) -> str:
+        """The script finds a user's cohort day in Redis, then appends ``<day>:<age>``."""
+        return f"{self.tag}:ret:"
+
     def cohort(self, day: int, age: int) -> str:
-        return f"{self.tag}:ret:{day}:{age}"
+        return f"{self.cohort_prefix}{day}:{age}"
+
+    def first_seen(self, user_hash: str) -> str:
+        return f"{self.tag}:first:{user_hash}"
+
+    @property
+    def followers(self) -> str:
+        return f"{self.tag}:followers"
 
     def fanout(self, day: int) -> str:
         return f"{self.tag}:fanout:{day}"

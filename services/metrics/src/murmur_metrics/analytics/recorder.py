@@ -29,52 +29,52 @@ from murmur_metrics.analytics.keys import (
 )
 
 # Ops, applied in order: "cohort" before "active" makes a new user's first
-# day count in their own cohort.
+# day count in their own cohort. Every key name comes from AnalyticsKeys;
+# the script spells none.
 RECORD_SCRIPT = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-local tag = ARGV[3]
-local ops = cjson.decode(ARGV[4])
+local ops = cjson.decode(ARGV[3])
 for _, op in ipairs(ops) do
   local name = op[1]
   if name == 'count' then
-    local k = tag .. ':min:' .. op[2] .. ':' .. op[3]
-    redis.call('HINCRBY', k, op[4], 1)
-    redis.call('EXPIRE', k, op[5])
-    redis.call('HINCRBY', tag .. ':day:' .. op[2], op[3], 1)
+    -- minutes key, minute of day, its ttl, daily key, day
+    redis.call('HINCRBY', op[2], op[3], 1)
+    redis.call('EXPIRE', op[2], op[4])
+    redis.call('HINCRBY', op[5], op[6], 1)
   elseif name == 'cohort' then
-    redis.call('SET', tag .. ':first:' .. op[2], op[3], 'NX', 'EX', op[4])
+    -- first-seen key, day, ttl
+    redis.call('SET', op[2], op[3], 'NX', 'EX', op[4])
   elseif name == 'active' then
-    local k = tag .. ':dau:' .. op[3]
-    redis.call('PFADD', k, op[2])
-    redis.call('EXPIRE', k, op[4])
-    local first = redis.call('GET', tag .. ':first:' .. op[2])
+    -- daily active key, user hash, ttl, first-seen key, day, cohort prefix, days followed
+    redis.call('PFADD', op[2], op[3])
+    redis.call('EXPIRE', op[2], op[4])
+    local first = redis.call('GET', op[5])
     if first then
-      local age = tonumber(op[3]) - tonumber(first)
-      if age >= 0 and age <= op[5] then
-        local r = tag .. ':ret:' .. first .. ':' .. age
-        redis.call('PFADD', r, op[2])
+      local age = tonumber(op[6]) - tonumber(first)
+      if age >= 0 and age <= op[8] then
+        local r = op[7] .. first .. ':' .. age
+        redis.call('PFADD', r, op[3])
         redis.call('EXPIRE', r, op[4])
       end
     end
   elseif name == 'follow' then
-    local n = redis.call('HINCRBY', tag .. ':followers', op[2], op[3])
-    if n <= 0 then redis.call('HDEL', tag .. ':followers', op[2]) end
+    -- followers key, followee, +1 or -1
+    local n = redis.call('HINCRBY', op[2], op[3], op[4])
+    if n <= 0 then redis.call('HDEL', op[2], op[3]) end
   elseif name == 'fanout' then
-    local n = tonumber(redis.call('HGET', tag .. ':followers', op[2]) or '0')
-    local bucket = op[5][#op[5]][1]
-    for _, b in ipairs(op[5]) do
+    -- followers key, author, buckets, ttl, fan-out key, reach key, posts key
+    local n = tonumber(redis.call('HGET', op[2], op[3]) or '0')
+    local bucket = op[4][#op[4]][1]
+    for _, b in ipairs(op[4]) do
       if n <= b[2] then bucket = b[1]; break end
     end
-    local f = tag .. ':fanout:' .. op[3]
-    redis.call('HINCRBY', f, bucket, 1)
-    redis.call('EXPIRE', f, op[4])
-    local r = tag .. ':reach:' .. op[3]
-    redis.call('ZINCRBY', r, n, op[2])
-    redis.call('EXPIRE', r, op[4])
-    local p = tag .. ':posts:' .. op[3]
-    redis.call('ZINCRBY', p, 1, op[2])
-    redis.call('EXPIRE', p, op[4])
+    redis.call('HINCRBY', op[6], bucket, 1)
+    redis.call('EXPIRE', op[6], op[5])
+    redis.call('ZINCRBY', op[7], n, op[3])
+    redis.call('EXPIRE', op[7], op[5])
+    redis.call('ZINCRBY', op[8], 1, op[3])
+    redis.call('EXPIRE', op[8], op[5])
   end
 end
 return 1
@@ -94,7 +94,7 @@ class EventEffects:
     ops: list[list[Any]] = field(default_factory=list)
 
 
-def effects_of(event: events_pb2.Event, hash_user: UserHasher) -> EventEffects:
+def effects_of(event: events_pb2.Event, hash_user: UserHasher, keys: AnalyticsKeys) -> EventEffects:
     payload = event.WhichOneof("payload")
     if not event.event_id or payload is None:
         raise InvalidEvent("an event needs an id and a payload")
@@ -105,30 +105,62 @@ def effects_of(event: events_pb2.Event, hash_user: UserHasher) -> EventEffects:
     kind = subjects.kind_of_payload_field(payload)
     effects = EventEffects(event.event_id, day)
     ops = effects.ops
-    ops.append(["count", kind, str(day), str(minute_of_day(moment)), MINUTE_BUCKET_TTL])
+    ops.append(
+        [
+            "count",
+            keys.minutes(kind, day),
+            str(minute_of_day(moment)),
+            MINUTE_BUCKET_TTL,
+            keys.daily(kind),
+            str(day),
+        ]
+    )
 
     def active(user_id: str) -> None:
-        ops.append(["active", hash_user(user_id), str(day), DAILY_TTL, RETENTION_DAYS])
+        user = hash_user(user_id)
+        ops.append(
+            [
+                "active",
+                keys.active(day),
+                user,
+                DAILY_TTL,
+                keys.first_seen(user),
+                str(day),
+                keys.cohort_prefix,
+                RETENTION_DAYS,
+            ]
+        )
 
     if payload == "user_created":
         user = hash_user(event.user_created.user_id)
-        ops.append(["cohort", user, str(day), (RETENTION_DAYS + 1) * 86_400])
+        ops.append(["cohort", keys.first_seen(user), str(day), (RETENTION_DAYS + 1) * 86_400])
         active(event.user_created.user_id)
     elif payload == "post_created":
         author = event.post_created.author_id
         active(author)
         buckets = [[name, bound] for name, bound in FANOUT_BUCKETS]
-        ops.append(["fanout", author, str(day), DAILY_TTL, buckets])
+        ops.append(
+            [
+                "fanout",
+                keys.followers,
+                author,
+                buckets,
+                DAILY_TTL,
+                keys.fanout(day),
+                keys.reach(day),
+                keys.posts_by_author(day),
+            ]
+        )
     elif payload == "post_deleted":
         # An expiry is the system's doing, not the author's.
         if event.post_deleted.reason != "expired":
             active(event.post_deleted.author_id)
     elif payload == "follow_created":
         active(event.follow_created.follower_id)
-        ops.append(["follow", event.follow_created.followee_id, 1])
+        ops.append(["follow", keys.followers, event.follow_created.followee_id, 1])
     elif payload == "follow_deleted":
         active(event.follow_deleted.follower_id)
-        ops.append(["follow", event.follow_deleted.followee_id, -1])
+        ops.append(["follow", keys.followers, event.follow_deleted.followee_id, -1])
     return effects
 
 
@@ -144,9 +176,9 @@ class AnalyticsRecorder:
 
     async def record(self, event: events_pb2.Event) -> bool:
         """Apply the event; False if it had been recorded before."""
-        effects = effects_of(event, self._hash_user)
+        effects = effects_of(event, self._hash_user, self._keys)
         applied = await self._script(
             keys=[self._keys.seen(effects.day)],
-            args=[effects.event_id, self._seen_ttl, self._keys.tag, json.dumps(effects.ops)],
+            args=[effects.event_id, self._seen_ttl, json.dumps(effects.ops)],
         )
         return bool(applied)

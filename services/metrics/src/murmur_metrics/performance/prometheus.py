@@ -18,7 +18,7 @@ _FROM_PROMETHEUS = {"job": "service"}
 
 
 class PrometheusUnavailable(RuntimeError):
-    pass
+    """Prometheus did not answer, or answered with an error."""
 
 
 def _label(name: str) -> str:
