@@ -3,8 +3,9 @@ per second with tracing on (ratio 1.0 sampling, every span exported over
 OTLP/gRPC) against tracing off, measured in one run.
 
 Stacks. Two ``murmur_devstack.Stack`` runs (NATS, Redis, the timeline, the
-cache, the pipeline and the gateway), one after the other, never at the same
-time, identical but for the environment of every Murmur service:
+cache, the pipeline and the gateway), both up for the whole benchmark and
+measured in turn, never at the same time, identical but for the environment
+of every Murmur service:
 
 * on: ``OtlpReceiver.env()``: ``OTEL_EXPORTER_OTLP_ENDPOINT`` at a real
   OTLP/gRPC trace receiver (``murmur_devstack.otlp``) running in this process,
@@ -25,9 +26,14 @@ both figures and not in the difference.
 
 Workloads. Each stack is seeded through the gateway with bench_gateway.py's
 world (a reader following 20 authors, 26 posts of 1 KB ciphertext) and then
-serves two workloads, each measured alone with ``wrk -t1 -c16 --latency``
-(10 s, or 3 s with ``--quick``) after an unmeasured warm-up, against the
-reader's first home page (full JSON, ``GET /v1/timelines/home?limit=20``):
+serves two workloads, each measured with ``wrk -t1 -c16 --latency`` in
+rounds (5 of 5 s per mode, or 2 of 2 s with ``--quick``) after an unmeasured
+warm-up, against the reader's first home page (full JSON,
+``GET /v1/timelines/home?limit=20``). The modes alternate within a round, and
+which goes first alternates between rounds: this machine's speed drifts by a
+third over minutes, which one stack after the other turned into overheads
+between 0.07 and 0.39 for the same code. A mode's figures are its rounds'
+requests and CPU summed; the report also prints each round's overhead.
 
 * cached: the gateway as configured; its near cache answers almost every
   request on the hot path (one SERVER span a request).
@@ -62,12 +68,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import os
+import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,17 +112,18 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 class Config:
     wrk_warmup_seconds: int
     wrk_seconds: int
+    rounds: int
     wrk_connections: int = 16
     seed: int = 20261122
     is_quick: bool = False
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(wrk_warmup_seconds=1, wrk_seconds=3, is_quick=True)
+        return cls(wrk_warmup_seconds=1, wrk_seconds=2, rounds=2, is_quick=True)
 
     @classmethod
     def full(cls) -> Config:
-        return cls(wrk_warmup_seconds=2, wrk_seconds=10)
+        return cls(wrk_warmup_seconds=2, wrk_seconds=5, rounds=5)
 
 
 def stack_env(mode: str, receiver: OtlpReceiver) -> dict[str, dict[str, str]]:
@@ -145,6 +154,42 @@ class Run:
     @property
     def label(self) -> str:
         return f"{self.workload}, tracing {self.mode}"
+
+    @classmethod
+    def merged(cls, rounds: list[Run]) -> Run:
+        """One run of these rounds' requests: counts and CPU summed, rates
+        over the summed time, latency percentiles the rounds' medians."""
+        first = rounds[0]
+        seconds = sum(r.wrk.seconds for r in rounds)
+        requests = sum(r.wrk.requests for r in rounds)
+        processes = {name for r in rounds for name in r.wrk.cpu_s}
+        wrk = gw.WrkResult(
+            label=first.wrk.label,
+            rps=benchlib.ratio(requests, seconds),
+            p50_ms=statistics.median(r.wrk.p50_ms for r in rounds),
+            p99_ms=statistics.median(r.wrk.p99_ms for r in rounds),
+            requests=requests,
+            seconds=seconds,
+            bytes_read=sum(r.wrk.bytes_read for r in rounds),
+            non_2xx=sum(r.wrk.non_2xx for r in rounds),
+            socket_errors=sum(r.wrk.socket_errors for r in rounds),
+            wrk_cpu_s=sum(r.wrk.wrk_cpu_s for r in rounds),
+            cpu_s={n: sum(r.wrk.cpu_s.get(n, 0.0) for r in rounds) for n in processes},
+        )
+        return cls(
+            mode=first.mode,
+            workload=first.workload,
+            wrk=wrk,
+            bench_cpu_s=sum(r.bench_cpu_s for r in rounds),
+            gateway_main_s=sum(r.gateway_main_s for r in rounds),
+            busy_cores=benchlib.ratio(sum(r.busy_cores * r.wrk.seconds for r in rounds), seconds),
+            spans=sum(r.spans for r in rounds),
+            requests_counted=sum(r.requests_counted for r in rounds),
+            hot_path_answers=sum(r.hot_path_answers for r in rounds),
+            cache_calls=sum(r.cache_calls for r in rounds),
+            traceparent=first.traceparent,
+            problems=[p for r in rounds for p in r.problems],
+        )
 
     @property
     def requests(self) -> int:
@@ -250,6 +295,8 @@ async def measure(
     receiver: OtlpReceiver,
     auth: Mapping[str, str],
     out: Callable[[str], None],
+    *,
+    warm_up: bool,
 ) -> Run:
     base_url = stack.gateway_url
     cache_metrics = stack.url("cache_metrics")
@@ -262,7 +309,8 @@ async def measure(
         problems.append(f"probe request answered {probe.status}: {probe.body[:200]!r}")
     traceparent = probe.headers.get("traceparent")
 
-    await gw.run_wrk("warm-up", url, headers, cfg.wrk_warmup_seconds, cfg.wrk_connections, pids)
+    if warm_up:
+        await gw.run_wrk("warm-up", url, headers, cfg.wrk_warmup_seconds, cfg.wrk_connections, pids)
     await gw.settle(list(pids.values()), limit=3.0)
     async with httpx.AsyncClient(timeout=10.0, trust_env=False) as scraper:
         spans0 = await flushed(receiver)
@@ -347,25 +395,36 @@ def check(run: Run) -> list[str]:
     return problems
 
 
-# One stack: seeded, then both workloads
+# Both stacks up, seeded, then each workload measured on them in turn
 
 
 @dataclass
 class StackOutcome:
-    runs: dict[str, Run]
+    runs: dict[str, Run]  # by workload, the rounds merged
+    rounds: dict[str, list[Run]]
     seeding: str
     dropped_warnings: int  # QUEUE_FULL lines in the services' logs
 
 
-async def run_stack(
-    cfg: Config,
+@dataclass
+class ReadyStack:
+    mode: str
+    stack: Stack
+    pids: dict[str, int]
+    reader: Mapping[str, str]
+    seeding: str
+    run_dir: Path
+
+
+@contextlib.asynccontextmanager
+async def ready_stack(
     mode: str,
     receiver: OtlpReceiver,
     keys: DevKeys,
     world: gw.World,
     run_dir: Path,
     out: Callable[[str], None],
-) -> StackOutcome:
+) -> AsyncIterator[ReadyStack]:
     stack = Stack(
         run_dir,
         services=("pipeline", "gateway"),
@@ -374,8 +433,6 @@ async def run_stack(
         environ={},  # nothing from this shell's OTEL_* reaches the services
     )
     auth = {u: {"Authorization": f"Bearer {keys.token(u, ttl_seconds=3600)}"} for u in world.users}
-    reader = auth[world.reader]
-    runs: dict[str, Run] = {}
     started = time.perf_counter()
     async with stack:
         up = time.perf_counter() - started
@@ -385,7 +442,7 @@ async def run_stack(
             started = time.perf_counter()
             await gw.seed(lean, world, auth)
             seeded = time.perf_counter() - started
-            waited = await gw.wait_for_page(lean, reader, world)
+            waited = await gw.wait_for_page(lean, auth[world.reader], world)
         finally:
             await lean.aclose()
         quiet = await gw.settle(list(pids.values()))
@@ -394,20 +451,84 @@ async def run_stack(
             f" complete {waited:.1f} s later, quiet after {quiet:.1f} s"
         )
         out("  " + seeding)
-        runs["cached"] = await measure(cfg, mode, "cached", stack, pids, receiver, reader, out)
+        yield ReadyStack(mode, stack, pids, auth[world.reader], seeding, run_dir)
 
-        await stack.processes["gateway"].stop()
-        rendering = gw.gateway_variant(stack, "rendered", gw.NO_NEAR_CACHE)
-        await rendering.start()
-        try:
-            assert rendering.pid is not None
-            pids = {**pids, "gateway": rendering.pid}
-            runs["rendered"] = await measure(
-                cfg, mode, "rendered", stack, pids, receiver, reader, out
+
+@contextlib.asynccontextmanager
+async def rendering(ready: ReadyStack) -> AsyncIterator[None]:
+    """The stack's gateway replaced by one with the near cache off."""
+    await ready.stack.processes["gateway"].stop()
+    gateway = gw.gateway_variant(ready.stack, "rendered", gw.NO_NEAR_CACHE)
+    await gateway.start()
+    cached_pids = ready.pids
+    try:
+        assert gateway.pid is not None
+        ready.pids = {**cached_pids, "gateway": gateway.pid}
+        yield
+    finally:
+        ready.pids = cached_pids
+        await gateway.stop()
+
+
+async def measure_rounds(
+    cfg: Config,
+    workload: str,
+    stacks: Mapping[str, ReadyStack],
+    receiver: OtlpReceiver,
+    out: Callable[[str], None],
+) -> dict[str, list[Run]]:
+    """cfg.rounds runs of each mode, alternating, the first mode of a round
+    alternating too: whatever else the machine does meanwhile (it drifts
+    over minutes) weighs on both modes alike."""
+    rounds: dict[str, list[Run]] = {mode: [] for mode in MODES}
+    for index in range(cfg.rounds):
+        order = MODES if index % 2 == 0 else MODES[::-1]
+        for mode in order:
+            ready = stacks[mode]
+            run = await measure(
+                cfg,
+                mode,
+                workload,
+                ready.stack,
+                ready.pids,
+                receiver,
+                ready.reader,
+                out,
+                warm_up=index == 0,
             )
-        finally:
-            await rendering.stop()
-    return StackOutcome(runs, seeding, queue_full_warnings(run_dir))
+            rounds[mode].append(run)
+    return rounds
+
+
+async def run_stacks(
+    cfg: Config,
+    receiver: OtlpReceiver,
+    keys: DevKeys,
+    world: gw.World,
+    run_dir: Path,
+    out: Callable[[str], None],
+) -> dict[str, StackOutcome]:
+    async with contextlib.AsyncExitStack() as exits:
+        stacks: dict[str, ReadyStack] = {}
+        for mode in MODES:
+            out(f"tracing {mode}: starting a stack in {run_dir / mode} ...")
+            stacks[mode] = await exits.enter_async_context(
+                ready_stack(mode, receiver, keys, world, run_dir / mode, out)
+            )
+        by_workload = {"cached": await measure_rounds(cfg, "cached", stacks, receiver, out)}
+        async with contextlib.AsyncExitStack() as rendered:
+            for ready in stacks.values():
+                await rendered.enter_async_context(rendering(ready))
+            by_workload["rendered"] = await measure_rounds(cfg, "rendered", stacks, receiver, out)
+    return {
+        mode: StackOutcome(
+            runs={w: Run.merged(by_workload[w][mode]) for w in WORKLOADS},
+            rounds={w: by_workload[w][mode] for w in WORKLOADS},
+            seeding=stacks[mode].seeding,
+            dropped_warnings=queue_full_warnings(run_dir / mode),
+        )
+        for mode in MODES
+    }
 
 
 def queue_full_warnings(run_dir: Path) -> int:
@@ -423,6 +544,7 @@ class Comparison:
     workload: str
     off: Run
     on: Run
+    round_overheads: tuple[float, ...]  # each round's pair, in order
 
     @property
     def overhead(self) -> float:
@@ -449,7 +571,18 @@ class Figures:
     @classmethod
     def of(cls, outcomes: Mapping[str, StackOutcome]) -> Figures:
         comparisons = {
-            w: Comparison(w, outcomes["off"].runs[w], outcomes["on"].runs[w]) for w in WORKLOADS
+            w: Comparison(
+                w,
+                outcomes["off"].runs[w],
+                outcomes["on"].runs[w],
+                tuple(
+                    1 - benchlib.ratio(on.wrk.rps, off.wrk.rps)
+                    for off, on in zip(
+                        outcomes["off"].rounds[w], outcomes["on"].rounds[w], strict=True
+                    )
+                ),
+            )
+            for w in WORKLOADS
         }
         worst = max(
             comparisons.values(),
@@ -495,9 +628,10 @@ def report(cfg: Config, outcomes: Mapping[str, StackOutcome], figures: Figures) 
     for mode in MODES:
         add(outcomes[mode].seeding)
     add(
-        f"wrk -t1 -c{cfg.wrk_connections} --latency, {cfg.wrk_seconds} s after a"
-        f" {cfg.wrk_warmup_seconds} s warm-up, one run at a time, GET {gw.HOME_PATH} (full JSON);"
-        " cached: near cache on (hot path), rendered: near cache off (gRPC to the cache service)"
+        f"wrk -t1 -c{cfg.wrk_connections} --latency, {cfg.rounds} rounds of {cfg.wrk_seconds} s"
+        f" per mode after a {cfg.wrk_warmup_seconds} s warm-up, modes alternating, one run at"
+        f" a time, both stacks up, GET {gw.HOME_PATH} (full JSON); cached: near cache on (hot"
+        " path), rendered: near cache off (gRPC to the cache service)"
     )
     add(
         "tracing on: every span exported over OTLP/gRPC to the receiver in the bench process"
@@ -557,7 +691,8 @@ def report(cfg: Config, outcomes: Mapping[str, StackOutcome], figures: Figures) 
             f" {_n(c.on.threads_us - c.off.threads_us, sign=True)}); the whole stack"
             f" {_n(c.span_cost_us)} µs more for each of the {c.on.spans_per_request:.2f} spans"
             f" a request; p99 {c.on.wrk.p99_ms:.2f} vs {c.off.wrk.p99_ms:.2f} ms; the receiver"
-            f" used {c.on.bench_cores:.2f} cores"
+            f" used {c.on.bench_cores:.2f} cores; overhead by round"
+            f" {' '.join(f'{o:.3f}' for o in c.round_overheads)}"
         )
     if figures.dropped_warnings:
         add(
@@ -629,14 +764,11 @@ async def main(args: argparse.Namespace) -> int:
     load = os.getloadavg()
     out(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     world = gw.make_world(cfg.seed)
-    outcomes: dict[str, StackOutcome] = {}
     with benchlib.run_directory("tracing", keep=args.keep) as tmp:
         keys = DevKeys.ensure(tmp / "keys")
         async with otlp_receiver(keep=False) as receiver:
             out(f"OTLP receiver at {receiver.address}")
-            for mode in MODES:
-                out(f"tracing {mode}: starting a stack in {tmp / mode} ...")
-                outcomes[mode] = await run_stack(cfg, mode, receiver, keys, world, tmp / mode, out)
+            outcomes = await run_stacks(cfg, receiver, keys, world, tmp, out)
     figures = Figures.of(outcomes)
     for line in report(cfg, outcomes, figures):
         out(line)

@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 from prometheus_client import Counter, Gauge, Histogram
 
-from murmur_core.metrics import LATENCY_BUCKETS, trace_exemplar
+from murmur_core.metrics import LATENCY_BUCKETS, observe_duration
 from murmur_core.nats import extract_trace_context, inject_trace_context
 
 log = logging.getLogger(__name__)
@@ -175,9 +175,7 @@ class EventConsumer:
                 await self._handle_lanes(messages)
             finally:
                 # Inside the span, so the observation carries its trace.
-                BATCH_SECONDS.labels(spec.durable).observe(
-                    time.perf_counter() - started, trace_exemplar()
-                )
+                observe_duration(BATCH_SECONDS.labels(spec.durable), time.perf_counter() - started)
 
     async def _handle_lanes(self, messages: list[Msg]) -> None:
         spec = self._spec

@@ -37,7 +37,7 @@ from starlette.routing import Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from murmur_core.admin import ADMIN_PATHS, AdminEndpoints
-from murmur_core.metrics import LATENCY_BUCKETS, trace_exemplar
+from murmur_core.metrics import LATENCY_BUCKETS, observe_duration
 
 if TYPE_CHECKING:
     from fastapi.telemetry import TelemetryConfig
@@ -199,9 +199,7 @@ class HttpObservability:
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
-            HTTP_DURATION.labels(method, template).observe(
-                time.perf_counter() - started, trace_exemplar()
-            )
+            observe_duration(HTTP_DURATION.labels(method, template), time.perf_counter() - started)
             span.end()
             otel_context.detach(token)
             active.dec()

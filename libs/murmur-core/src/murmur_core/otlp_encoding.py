@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 _LEN, _VARINT, _I64, _I32 = 2, 0, 1, 5
 # SpanFlags: the parent's is_remote is known (0x100), and it is true (0x200).
@@ -114,6 +114,29 @@ def _attributes(field: int, attributes: Mapping[str, Any] | None) -> bytes:
     return b"".join([_attribute(field, k, v) for k, v in attributes.items()])
 
 
+# A span's whole set of attributes repeats too (a route's server spans differ
+# in nothing else): looked up by its items when they are all small scalars.
+_KNOWN_SETS: dict[tuple[tuple[str, Any], ...], bytes] = {}
+
+
+def _span_attributes(attributes: Mapping[str, Any] | None) -> bytes:
+    if not attributes:
+        return b""
+    items = tuple(attributes.items())
+    try:
+        known = _KNOWN_SETS.get(items)
+    except TypeError:  # a value that cannot be hashed: encoded every time
+        return _attributes(9, attributes)
+    if known is not None:
+        return known
+    encoded = _attributes(9, attributes)
+    if all(type(v) in (str, int, bool) and (type(v) is not str or len(v) <= 128) for _, v in items):
+        if len(_KNOWN_SETS) >= _KNOWN_LIMIT:
+            _KNOWN_SETS.clear()
+        _KNOWN_SETS[items] = encoded
+    return encoded
+
+
 def _flags(field: int, parent: SpanContext | None) -> bytes:
     flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
     return _T[field, _I32] + _pack_i(flags)
@@ -124,6 +147,8 @@ def _trace_state(context: SpanContext) -> str:
     return ",".join(f"{k}={v}" for k, v in state.items()) if state else ""
 
 
+_KINDS = {kind: _uint(6, kind.value + 1) for kind in SpanKind}
+_STATUS_CODES = {code: _uint(3, code.value) for code in StatusCode}
 _TRACE_ID = _tag(1, _LEN) + b"\x10"
 _SPAN_ID = _tag(2, _LEN) + b"\x08"
 _PARENT_ID = _tag(4, _LEN) + b"\x08"
@@ -148,12 +173,12 @@ def encode_span(span: ReadableSpan) -> bytes:
         parts += (_PARENT_ID, parent.span_id.to_bytes(8, "big"))
     parts += (
         _string(5, span.name),
-        _uint(6, span.kind.value + 1),
+        _KINDS[span.kind],
         _START,
         _pack_q(span.start_time or 0),
         _END,
         _pack_q(span.end_time or 0),
-        _attributes(9, span.attributes),
+        _span_attributes(span.attributes),
         _uint(10, span.dropped_attributes),
     )
     events = span.events
@@ -185,7 +210,7 @@ def encode_span(span: ReadableSpan) -> bytes:
             )
         parts.append(_uint(14, span.dropped_links))
     parts += (
-        _len(15, _string(2, status.description) + _uint(3, status.status_code.value)),
+        _len(15, _string(2, status.description) + _STATUS_CODES[status.status_code]),
         _flags(16, parent),
     )
     return b"".join(parts)
