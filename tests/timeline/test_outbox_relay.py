@@ -1,5 +1,6 @@
 """The outbox relay against a real NATS JetStream: one stream message per write,
-in order, deduplicated across re-publishes, with trace context in headers."""
+in order, deduplicated across re-publishes, with trace context in headers,
+and the age of its backlog reported."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
+from prometheus_client import REGISTRY
 
 from murmur.events.v1 import events_pb2
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
@@ -21,6 +23,7 @@ from murmur.timeline.v1 import timeline_service_pb2_grpc as rpc_grpc
 from murmur_core import nats as murmur_nats
 from murmur_core.subjects import EVENTS_STREAM
 from murmur_devstack import Stack
+from murmur_timeline.outbox import OutboxRelay
 from murmur_timeline.server import TimelineServer
 from murmur_timeline.settings import TimelineSettings
 from murmur_timeline.storage import TimelineStore, open_database
@@ -158,3 +161,35 @@ async def test_only_one_relay_is_active_per_postgres_database(
         await wait_for_count(js, 21, timeout=10)
     finally:
         await second.stop()
+
+
+async def test_the_relay_reports_how_long_its_oldest_event_has_waited(
+    infra: Stack, js: JetStreamContext, tmp_path: Path
+) -> None:
+    def age() -> float | None:
+        return REGISTRY.get_sample_value("murmur_outbox_oldest_unsent_age_seconds")
+
+    now = [1_000_000]
+    db = await open_database(f"sqlite:///{tmp_path}/t.db")
+    store = TimelineStore(db, clock=lambda: now[0])
+    await store.migrate()
+    await murmur_nats.ensure_stream(
+        js, name=EVENTS_STREAM, subjects=["murmur.events.>"], max_age_seconds=3600
+    )
+    relay = OutboxRelay(store, js, batch_size=1, poll_seconds=0.1)
+    try:
+        await store.create_user("alice", "alice", b"k")
+        now[0] += 2_000
+        await store.create_user("bob", "bob", b"k")
+        now[0] += 5_000
+        # Seven seconds after alice's event was written, it is the oldest.
+        assert await relay.relay_once() == 1
+        assert age() == 7.0
+        # Bob's is next, two seconds younger.
+        assert await relay.relay_once() == 1
+        assert age() == 5.0
+        # Caught up.
+        assert await relay.relay_once() == 0
+        assert age() == 0.0
+    finally:
+        await db.close()

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from murmur_core.metrics import LATENCY_BUCKETS
 from murmur_core.nats import extract_trace_context, inject_trace_context
@@ -33,6 +33,14 @@ PUBLISHED = Counter(
 )
 PUBLISH_FAILURES = Counter(
     "murmur_outbox_publish_failures_total", "Outbox publish rounds that failed and will retry."
+)
+# USE for the outbox, a queue: how long the oldest waiting event has waited.
+# Age rather than row count: it needs no extra query (the relay reads the
+# oldest rows anyway) and is what a reader feels, the delay before a post
+# reaches feeds. Only the active relay sets it; a standby reports 0.
+OLDEST_UNSENT_AGE = Gauge(
+    "murmur_outbox_oldest_unsent_age_seconds",
+    "Age of the oldest outbox event not yet published, at the last relay round (0: caught up).",
 )
 BATCH_SECONDS = Histogram(
     "murmur_outbox_batch_duration_seconds",
@@ -87,7 +95,9 @@ class OutboxRelay:
         """Publish one batch; returns how many events were published and marked."""
         pending = await self._store.unsent_outbox(self._batch_size)
         if not pending:
+            OLDEST_UNSENT_AGE.set(0)
             return 0
+        OLDEST_UNSENT_AGE.set(max(0, self._store.clock() - pending[0].created_at) / 1000)
         with BATCH_SECONDS.time():
             acks = [await self._publish(event) for event in pending]
             try:

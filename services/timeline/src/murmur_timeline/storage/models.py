@@ -60,6 +60,7 @@ class OutboxEvent:
     subject: str
     payload: bytes
     trace_headers: dict[str, str]
+    created_at: int  # ms, the writing transaction's clock
 
 
 class StorageError(Exception):

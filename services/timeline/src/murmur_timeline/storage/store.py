@@ -79,7 +79,7 @@ class _Outbox:
 class TimelineStore:
     def __init__(self, db: Database, *, clock: Callable[[], int] = now_ms) -> None:
         self.db = db
-        self._clock = clock
+        self.clock = clock  # ms; what created_at and sent_at are measured by
         # Called after a commit that added outbox rows (the relay wakes on it).
         self.on_outbox_commit: Callable[[], None] | None = None
 
@@ -97,7 +97,7 @@ class TimelineStore:
     # Users
 
     async def create_user(self, user_id: str, handle: str, public_key: bytes) -> tuple[User, bool]:
-        user = User(user_id, handle, public_key, self._clock())
+        user = User(user_id, handle, public_key, self.clock())
         async with self._write() as (conn, outbox):
             inserted = await conn.fetchrow(
                 "INSERT INTO users (id, handle, public_key, created_at) VALUES ($1, $2, $3, $4)"
@@ -137,7 +137,7 @@ class TimelineStore:
     # Follows
 
     async def follow(self, follower_id: str, followee_id: str) -> bool:
-        now = self._clock()
+        now = self.clock()
         async with self._write() as (conn, outbox):
             await self._require_users(conn, [follower_id, followee_id])
             inserted = await conn.fetchrow(
@@ -157,7 +157,7 @@ class TimelineStore:
             return True
 
     async def unfollow(self, follower_id: str, followee_id: str) -> bool:
-        now = self._clock()
+        now = self.clock()
         async with self._write() as (conn, outbox):
             await self._require_users(conn, [follower_id, followee_id])
             removed = await conn.fetchrow(
@@ -262,7 +262,7 @@ class TimelineStore:
             audience=post.audience,
             ciphertext=post.ciphertext,
             key_id=post.key_id,
-            created_at=self._clock(),
+            created_at=self.clock(),
             expires_at=post.expires_at,
             reply_to=post.reply_to,
         )
@@ -302,7 +302,7 @@ class TimelineStore:
             row = await conn.fetchrow(
                 f"SELECT {POST_COLUMNS} FROM posts WHERE id = $1 AND {LIVE.format(n=2)}",
                 post_id,
-                self._clock(),
+                self.clock(),
             )
             if row is None:
                 raise NotFound(f"post {post_id} not found")
@@ -325,7 +325,7 @@ class TimelineStore:
                 f"SELECT id, ciphertext, expires_at FROM posts WHERE ciphertext_sha256 = $1"
                 f" AND {LIVE.format(n=2)} LIMIT 1",
                 sha256,
-                self._clock(),
+                self.clock(),
             )
         if row is None:
             raise NotFound("no live post has this ciphertext")
@@ -337,7 +337,7 @@ class TimelineStore:
     ) -> Tombstone:
         """Replace the post by a tombstone. Deleting an already deleted post of
         one's own answers its tombstone again, so retries are harmless."""
-        now = self._clock()
+        now = self.clock()
         async with self._write() as (conn, outbox):
             row = await conn.fetchrow("SELECT author_id FROM posts WHERE id = $1", post_id)
             if row is None:
@@ -375,7 +375,7 @@ class TimelineStore:
                 f") AND id < $2 AND {LIVE.format(n=3)} ORDER BY id DESC LIMIT $4",
                 viewer_id,
                 before or "~",
-                self._clock(),
+                self.clock(),
                 limit,
             )
         return [_post(row) for row in rows]
@@ -389,7 +389,7 @@ class TimelineStore:
             rows = await conn.fetch(
                 f"SELECT {POST_COLUMNS} FROM posts WHERE {LIVE.format(n=1)}"
                 f" AND id IN ({placeholders}) ORDER BY id DESC",
-                self._clock(),
+                self.clock(),
                 *post_ids,
             )
             posts = [_post(row) for row in rows]
@@ -422,7 +422,7 @@ class TimelineStore:
                 author_id,
                 before or "~",
                 *audiences,
-                self._clock(),
+                self.clock(),
                 limit,
             )
         return [_post(row) for row in rows], sees_all
@@ -432,7 +432,7 @@ class TimelineStore:
     async def expire_posts(self, limit: int) -> list[Tombstone]:
         """Turn up to ``limit`` posts past their ``expires_at`` into tombstones,
         each with its post.deleted event (reason "expired")."""
-        now = self._clock()
+        now = self.clock()
         expired: list[Tombstone] = []
         async with self._write() as (conn, outbox):
             rows = await conn.fetch(
@@ -477,11 +477,14 @@ class TimelineStore:
     async def unsent_outbox(self, limit: int) -> list[OutboxEvent]:
         async with self.db.read() as conn:
             rows = await conn.fetch(
-                "SELECT seq, event_id, subject, payload, trace_headers FROM outbox"
+                "SELECT seq, event_id, subject, payload, trace_headers, created_at FROM outbox"
                 " WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
                 limit,
             )
-        return [OutboxEvent(int(r[0]), r[1], r[2], bytes(r[3]), json.loads(r[4])) for r in rows]
+        return [
+            OutboxEvent(int(r[0]), r[1], r[2], bytes(r[3]), json.loads(r[4]), int(r[5]))
+            for r in rows
+        ]
 
     async def mark_outbox_sent(self, seqs: Sequence[int]) -> None:
         if not seqs:
@@ -491,6 +494,6 @@ class TimelineStore:
         async with self.db.transaction() as conn:
             await conn.execute(
                 f"UPDATE outbox SET sent_at = $1 WHERE seq IN ({placeholders})",
-                self._clock(),
+                self.clock(),
                 *seqs,
             )
