@@ -129,6 +129,7 @@ from opentelemetry import context as otel_context
 
 import murmur_timeline.storage.models as timeline_models
 from murmur.events.v1 import events_pb2
+from murmur_core import nats as murmur_nats
 from murmur_core import subjects
 from murmur_core.auth import load_private_key, mint_token
 from murmur_core.ids import new_uuid7
@@ -150,8 +151,6 @@ NODE_CLIENT = BENCH_FILE.with_name("notifier_load.mjs")
 NODE_MODULES = REPO_ROOT / "tools" / "node" / "node_modules"
 # A post's sealed body: only its size travels in events.
 CIPHERTEXT = bytes(512)
-# The publisher lets NATS's flusher write at least this often (see StampingNats).
-FLUSH_EVERY_SECONDS = 0.001
 # The longest a load client command may take (connecting 5,000 included).
 CLIENT_TIMEOUT_SECONDS = 300.0
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -244,29 +243,17 @@ class _StampingJetStream:
 
 class StampingNats:
     """The NATS client ``UserEvents`` is given: the real one, but each copy's
-    ``occurred_at`` is set as it is handed over (its send time), and the
-    publisher yields to the event loop every FLUSH_EVERY_SECONDS of publishing
-    so the client's flusher writes the copies out as they are made."""
+    ``occurred_at`` is set as its burst is handed over (its send time), and
+    the publisher yields to the event loop after each burst so the client's
+    flusher writes it out at once (the pipeline: at the last copy's ack)."""
 
-    def __init__(self, nc: NatsClient) -> None:
+    def __init__(self, nc: murmur_nats.Client) -> None:
         self._nc = nc
         self._js = _StampingJetStream(nc.jetstream())
-        self._yielded = time.perf_counter()
 
-    async def publish(
-        self,
-        subject: str,
-        payload: bytes = b"",
-        reply: str = "",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        await self._nc.publish(subject, _stamped(payload), reply=reply, headers=headers)
-        # nats-py only buffers here; the bytes go out when the publisher
-        # yields (the pipeline: at the last copy's ack).
-        now = time.perf_counter()
-        if now - self._yielded >= FLUSH_EVERY_SECONDS:
-            await asyncio.sleep(0)
-            self._yielded = time.perf_counter()
+    async def publish_many(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
+        await self._nc.publish_many([(s, _stamped(p), h) for s, p, h in messages])
+        await asyncio.sleep(0)
 
     def jetstream(self) -> _StampingJetStream:
         return self._js
@@ -381,9 +368,9 @@ class Published:
 
 
 class Publisher:
-    def __init__(self, nc: NatsClient) -> None:
-        # UserEvents only calls publish() and jetstream().publish() on it.
-        self.user_events = UserEvents(cast(NatsClient, StampingNats(nc)))
+    def __init__(self, nc: murmur_nats.Client) -> None:
+        # UserEvents only calls publish_many() and jetstream().publish() on it.
+        self.user_events = UserEvents(cast(murmur_nats.Client, StampingNats(nc)))
 
     async def publish(
         self, event: events_pb2.Event, recipients: Sequence[str], into: Published
@@ -1048,7 +1035,7 @@ async def _bench(
     ]
     baseline: ManagedProcess | None = None
     client = await LoadClient.start()
-    nc = await nats.connect(stack.nats_url, name="bench-publisher")
+    nc = await murmur_nats.connect(stack.nats_url, name="bench-publisher")
     try:
         if not args.no_baseline:
             baseline, url = await start_baseline(tmp / "run", stack.nats_url)
@@ -1057,8 +1044,8 @@ async def _bench(
         out(
             "publisher: this process, murmur_timeline.pipeline.user_events.UserEvents on its"
             " own NATS connection; send time = each copy's occurred_at, set to time.time_ns()"
-            " as the copy is handed to nats-py, which is let flush at least every"
-            f" {FLUSH_EVERY_SECONDS * 1000:g} ms; load client: one Node process"
+            " as its burst (a page of recipients) is handed to NATS and flushed;"
+            " load client: one Node process"
             " (bench/notifier_load.mjs, ws), latency = frame arrival (performance.timeOrigin"
             " + performance.now()) - occurred_at, same machine clock"
         )

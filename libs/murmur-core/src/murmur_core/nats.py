@@ -4,8 +4,10 @@ trace context in message headers."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from nats import errors
 from nats.aio.client import Client as NatsClient
 from nats.errors import SlowConsumerError
 from nats.js import JetStreamContext
@@ -17,13 +19,86 @@ from opentelemetry import propagate
 log = logging.getLogger(__name__)
 
 
+# What nats-py's publish allows (nats/aio/client.py): header names are RFC
+# 7230 tokens; a subject has no whitespace (CR or LF would inject commands);
+# a value's CR and LF become spaces.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_SUBJECT_INVALID = re.compile(r"[\s]")
+_VALUE_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+
+
+def header_value(value: str) -> bytes:
+    """A header value as nats-py writes it."""
+    return value.strip().translate(_VALUE_NEWLINES).encode()
+
+
+def header_lines(headers: Mapping[str, str]) -> bytes:
+    """``name: value\r\n`` for each header, as nats-py writes them; the
+    middle of a NATS header block (``publish_many`` adds the rest)."""
+    out = []
+    for name, value in headers.items():
+        name = name.strip()
+        if not name:
+            continue
+        if not _HEADER_NAME.fullmatch(name):
+            raise errors.BadHeaderError(name)
+        out.append(name.encode() + b": " + header_value(value) + b"\r\n")
+    return b"".join(out)
+
+
 class Client(NatsClient):
-    """nats-py's client with a faster parser of message headers: every
-    message a stream republishes carries five headers of its own besides the
-    publisher's, and nats-py's parser (a generator per header name to look
-    for whitespace) was the largest single cost of a notifier delivering
-    them. Same result for every well-formed header block (tested against
-    nats-py's own)."""
+    """nats-py's client with a faster parser of message headers, and a burst
+    publish.
+
+    Parsing: every message a stream republishes carries five headers of its
+    own besides the publisher's, and nats-py's parser (a generator per header
+    name to look for whitespace) was the largest single cost of a notifier
+    delivering them. Same result for every well-formed header block (tested
+    against nats-py's own).
+    """
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
+        """Publish (subject, payload, header lines) messages in order, as one
+        write: the same bytes on the wire as ``publish`` for each, without its
+        per-message work (validating and encoding the headers again, a buffer
+        append and a flush check each). For the pipeline's per-recipient
+        copies, where that work was a fifth of the event loop. Header lines
+        come from ``header_lines``, typically shared by the burst and one
+        line of its own per message; empty for none."""
+        if self.is_closed:
+            raise errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise errors.ConnectionDrainingError
+        frames = []
+        size = 0
+        for subject, payload, lines in messages:
+            if not subject or _SUBJECT_INVALID.search(subject):
+                raise errors.BadSubjectError
+            if len(payload) > self._max_payload:
+                raise errors.MaxPayloadError
+            if lines:
+                block = b"NATS/1.0\r\n" + lines + b"\r\n"
+                frames.append(
+                    b"HPUB %s %d %d\r\n%s%s\r\n"
+                    % (subject.encode(), len(block), len(block) + len(payload), block, payload)
+                )
+            else:
+                frames.append(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(payload), payload))
+            size += len(payload)
+        if not frames:
+            return
+        command = b"".join(frames)
+        if not self.is_connected and (
+            self._max_pending_size <= 0
+            or len(command) + self._pending_data_size > self._max_pending_size
+        ):
+            # As nats-py's publish: buffered while reconnecting, up to a limit.
+            raise errors.OutboundBufferLimitError
+        self.stats["out_msgs"] += len(frames)
+        self.stats["out_bytes"] += size
+        await self._send_command(command)
+        if self._flush_queue is not None and self._flush_queue.empty():
+            await self._flush_pending()
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -47,7 +122,7 @@ async def connect(
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     on_slow_consumer: Callable[[SlowConsumerError], Awaitable[None]] | None = None,
-) -> NatsClient:
+) -> Client:
     """Connect with endless reconnects: a NATS restart costs latency, not the
     process. The hooks let a service react to losing its subscriptions, or
     messages of one (``on_slow_consumer``: its pending limit overflowed and

@@ -5,7 +5,8 @@ id>``, so a redelivered domain event notifies nobody twice; each copy carries
 the trace of the post that caused it.
 
 A burst of copies is published as plain messages to the stream's subjects,
-all but the last without asking for an ack; the last asks, and JetStream
+all but the last without asking for an ack, in one write
+(``murmur_core.nats.Client.publish_many``); the last asks, and JetStream
 stores one connection's messages to a stream in the order they came, so its
 ack says the burst is stored. A per-message ack would cost this process
 several times the CPU of the publish itself (see docs/pipeline.md), once per
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nats.aio.client import Client as NatsClient
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from murmur.events.v1 import events_pb2
 from murmur_core import subjects
-from murmur_core.nats import inject_trace_context
+from murmur_core.nats import Client, header_lines, header_value, inject_trace_context
 
 tracer = trace.get_tracer(__name__)
 
@@ -33,7 +33,7 @@ PUBLISHED = Counter(
 
 
 class UserEvents:
-    def __init__(self, nc: NatsClient, *, ack_timeout: float = 10.0) -> None:
+    def __init__(self, nc: Client, *, ack_timeout: float = 10.0) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self._ack_timeout = ack_timeout
@@ -62,14 +62,22 @@ class UserEvents:
             },
         ):
             trace_headers = inject_trace_context()
+            # The trace headers and the start of the dedup id are the burst's;
+            # only the user id differs from copy to copy.
+            id_prefix = header_lines(trace_headers) + header_lines({"Nats-Msg-Id": event.event_id})
+            id_prefix = id_prefix.removesuffix(b"\r\n") + b"."
             *rest, last = recipients
+            burst = []
             for user_id in rest:
                 copy.user_id = user_id
-                await self._nc.publish(
-                    subjects.user_subject(user_id, subject_kind),
-                    copy.SerializeToString(),
-                    headers={**trace_headers, "Nats-Msg-Id": f"{event.event_id}.{user_id}"},
+                burst.append(
+                    (
+                        subjects.user_subject(user_id, subject_kind),
+                        copy.SerializeToString(),
+                        id_prefix + header_value(user_id) + b"\r\n",
+                    )
                 )
+            await self._nc.publish_many(burst)
             copy.user_id = last
             await self._js.publish(
                 subjects.user_subject(last, subject_kind),
