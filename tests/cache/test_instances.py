@@ -1,5 +1,5 @@
-"""Two cache processes on one Redis, NATS and timeline: an invalidation or a
-delete on one reaches the other's L1, and a stampede of readers on a cold feed
+"""Two cache processes on one Redis, NATS and timeline: an invalidation, a
+delete or a fan-out append on one reaches the other's L1, and a stampede of readers on a cold feed
 costs the timeline one rebuild, whether it hits one instance or both."""
 
 from __future__ import annotations
@@ -115,6 +115,35 @@ async def test_a_deleted_post_leaves_pages_on_both_instances(
         assert ids(await instance.GetPosts(request)) == []
     # The feeds stayed in L1: only the entry was dropped, by the event's broadcast.
     assert (await home_page(b, owner)).source == cache.SOURCE_L1
+
+
+async def test_a_fan_out_append_on_one_instance_reaches_the_others_l1(
+    api: Clients, cache_stack: Stack, b: CacheStub
+) -> None:
+    """The pipeline appends a post through whichever instance it reached; a
+    reader served by the other, told of the post by the notifier, must see
+    it in the page it asks for next, not the copy in that instance's L1."""
+    owner, author = unique("two-append"), unique("two-append-author")
+    a, t = api.cache, api.timeline
+    await create_users(t, owner, author)
+    await follow(t, owner, author)
+    older = [p.id for p in await publish_many(t, author, 2)]
+    await events_settled(cache_stack)
+    await warm_both(cache_stack, a, b, owner, older)
+    (post,) = await publish_many(t, author, 1)
+    await events_settled(cache_stack)
+
+    reply = await a.AppendToFeeds(
+        cache.AppendToFeedsRequest(owner_ids=[owner], post_id=post.id), timeout=5
+    )
+    assert reply.appended == 1
+    assert ids(await home_page(a, owner)) == [post.id, *older]
+
+    # B's L1 copy would live another minute; only A's broadcast drops it.
+    async def appended_on_b() -> bool:
+        return ids(await home_page(b, owner)) == [post.id, *older]
+
+    await eventually(appended_on_b, timeout=2, what="the appended post on B")
 
 
 async def cold_feed(api: Clients, stack: Stack, owner: str) -> list[str]:

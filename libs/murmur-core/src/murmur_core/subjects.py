@@ -7,7 +7,8 @@ JetStream republishes each stored per-user event on core NATS as
 ``murmur.live.user.<user_id>.<kind>`` with its stream sequence in headers, so
 a notifier subscribes to the users it serves and gets sequenced events without
 a consumer per user. Cache invalidations travel on core NATS under
-``murmur.cache.invalidate``.
+``murmur.cache.invalidate`` (every cache instance and gateway), and the feeds
+a fan-out changed under ``murmur.cache.feeds`` (cache instances only).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ USER_STREAM = "MURMUR_USER"
 USER_PREFIX = "murmur.user"
 USER_LIVE_PREFIX = "murmur.live.user"
 CACHE_INVALIDATE = "murmur.cache.invalidate"
+CACHE_FEEDS_CHANGED = "murmur.cache.feeds"
 # Messages a consumer gave up on, per consumer: murmur.dlq.<consumer>.
 DEAD_LETTER_STREAM = "MURMUR_DLQ"
 DEAD_LETTER_PREFIX = "murmur.dlq"

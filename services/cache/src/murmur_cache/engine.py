@@ -129,6 +129,10 @@ class CacheEngine:
         self._ring = ring
         # Set by the server when NATS is there: tells every instance what to drop.
         self.broadcast: Callable[[Invalidation], Awaitable[None]] | None = None
+        # Likewise, for the feeds a fan-out call changed: their L1 names, to
+        # the other cache instances only (the gateways' near caches expire
+        # within a second; telling them of every page would cost more).
+        self.feeds_changed: Callable[[list[str]], Awaitable[None]] | None = None
 
     # Reads
 
@@ -309,7 +313,10 @@ class CacheEngine:
     ) -> int:
         if post is not None:
             await self.entries.put([post])
-        return await self.feeds.append([home(o) for o in owner_ids], post_ids)
+        keys = [home(o) for o in owner_ids]
+        appended = await self.feeds.append(keys, post_ids)
+        await self._tell_other_instances(keys)
+        return appended
 
     async def acquire_lease(self, key: FeedKey) -> Lease | None:
         """The fill lease of a feed, for callers that rebuild it themselves."""
@@ -334,7 +341,23 @@ class CacheEngine:
         return accepted
 
     async def remove_from_feeds(self, owner_ids: Sequence[str], post_ids: Sequence[str]) -> int:
-        return await self.feeds.remove([home(o) for o in owner_ids], post_ids)
+        keys = [home(o) for o in owner_ids]
+        touched = await self.feeds.remove(keys, post_ids)
+        await self._tell_other_instances(keys)
+        return touched
+
+    async def _tell_other_instances(self, keys: Sequence[FeedKey]) -> None:
+        """Another instance may hold one of these feeds in L1, read before
+        this change: without a word it would serve that copy until its TTL,
+        to a reader the notifier has just told of the new post."""
+        if self.feeds_changed is not None and self.l1 is not None and keys:
+            await self.feeds_changed([self.names.feed(k) for k in keys])
+
+    def drop_feed_copies(self, names: Sequence[str]) -> None:
+        """What another instance's fan-out changed (``feeds_changed``)."""
+        self.feeds.drop_l1(names)
+        INVALIDATIONS.labels("fan_out").inc()
+        self.update_gauges()
 
     async def invalidate(
         self, feeds: Sequence[FeedKey], post_ids: Sequence[str], user_ids: Sequence[str]

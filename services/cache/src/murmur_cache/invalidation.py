@@ -15,7 +15,12 @@ from nats.aio.msg import Msg
 from murmur.events.v1 import events_pb2
 from murmur_cache.engine import CacheEngine, Invalidation
 from murmur_core.consumer import ConsumerSpec, EventConsumer, Poison
-from murmur_core.subjects import CACHE_INVALIDATE, EVENTS_PREFIX, EVENTS_STREAM
+from murmur_core.subjects import (
+    CACHE_FEEDS_CHANGED,
+    CACHE_INVALIDATE,
+    EVENTS_PREFIX,
+    EVENTS_STREAM,
+)
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_SECONDS = 1
@@ -47,8 +52,13 @@ class Invalidator:
             except ValueError:
                 log.warning("ignored a malformed invalidation broadcast")
 
+        async def on_feeds_changed(msg: Msg) -> None:
+            self._engine.drop_feed_copies(msg.data.decode().split("\n"))
+
         await self._nc.subscribe(CACHE_INVALIDATE, cb=on_broadcast)
+        await self._nc.subscribe(CACHE_FEEDS_CHANGED, cb=on_feeds_changed)
         self._engine.broadcast = self.publish
+        self._engine.feeds_changed = self.publish_feeds_changed
         self._consumer.start()
 
     async def publish(self, invalidation: Invalidation) -> None:
@@ -61,6 +71,13 @@ class Invalidator:
             # is flushed and closed anyway.
             with contextlib.suppress(Exception):
                 await self._nc.flush(timeout=FLUSH_TIMEOUT_SECONDS)
+
+    async def publish_feeds_changed(self, names: list[str]) -> None:
+        # Not flushed, unlike publish(): a fan-out page would wait a round
+        # trip to NATS for it, and what it races is a reader hearing of the
+        # post through the notifier, milliseconds later. The flusher writes
+        # it out as soon as this call's reply is on its way.
+        await self._nc.publish(CACHE_FEEDS_CHANGED, "\n".join(names).encode())
 
     async def _apply(self, msg: Msg) -> None:
         try:

@@ -44,7 +44,8 @@ L1_FLUSHES = Counter(
 )
 INVALIDATIONS = Counter(
     "murmur_cache_invalidations_total",
-    "Invalidations applied, by origin (event, broadcast, request).",
+    "Invalidations applied, by origin (event, broadcast, request, fan_out: another"
+    " instance's feed appends and removals).",
     ["origin"],
 )
 REDIS_UP = Gauge("murmur_cache_redis_up", "1 while Redis answers, 0 while it does not.")
