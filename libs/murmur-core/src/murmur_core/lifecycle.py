@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -53,6 +54,18 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         asyncio.run(main())
 
 
+def freeze_startup_objects() -> int:
+    """Move what start-up built (modules, classes, settings, pools: it lives
+    as long as the process) out of the garbage collector's sight; returns
+    how many objects are frozen. A full collection then has that much less
+    to walk, and it stops the event loop while it runs: the notifier's took
+    80-240 ms with a thousand sockets open, which was its delivery p99
+    (docs/notifier.md)."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def serve(
     name: str,
     distribution: str,
@@ -70,6 +83,7 @@ def serve(
         expose_service_info(info.name, info.version)
         log = logging.getLogger(f"murmur.{name}")
         service = await start(settings)
+        freeze_startup_objects()
         log.info(f"{name} started", extra={"port": service.port, "version": info.version})
         lag = asyncio.create_task(watch_event_loop_lag())
         received = await wait_for_stop_signal()
