@@ -400,10 +400,14 @@ def check(run: Run) -> list[str]:
 
 @dataclass
 class StackOutcome:
-    runs: dict[str, Run]  # by workload, the rounds merged
-    rounds: dict[str, list[Run]]
+    rounds: dict[str, list[Run]]  # by workload
     seeding: str
     dropped_warnings: int  # QUEUE_FULL lines in the services' logs
+
+    @property
+    def runs(self) -> dict[str, Run]:
+        """By workload, its rounds merged."""
+        return {workload: Run.merged(rounds) for workload, rounds in self.rounds.items()}
 
 
 @dataclass
@@ -413,7 +417,6 @@ class ReadyStack:
     pids: dict[str, int]
     reader: Mapping[str, str]
     seeding: str
-    run_dir: Path
 
 
 @contextlib.asynccontextmanager
@@ -451,7 +454,7 @@ async def ready_stack(
             f" complete {waited:.1f} s later, quiet after {quiet:.1f} s"
         )
         out("  " + seeding)
-        yield ReadyStack(mode, stack, pids, auth[world.reader], seeding, run_dir)
+        yield ReadyStack(mode, stack, pids, auth[world.reader], seeding)
 
 
 @contextlib.asynccontextmanager
@@ -522,7 +525,6 @@ async def run_stacks(
             by_workload["rendered"] = await measure_rounds(cfg, "rendered", stacks, receiver, out)
     return {
         mode: StackOutcome(
-            runs={w: Run.merged(by_workload[w][mode]) for w in WORKLOADS},
             rounds={w: by_workload[w][mode] for w in WORKLOADS},
             seeding=stacks[mode].seeding,
             dropped_warnings=queue_full_warnings(run_dir / mode),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 from nats import errors
@@ -26,7 +26,7 @@ async def nc(infra: Stack) -> AsyncIterator[Client]:
     await client.close()
 
 
-async def received(nc: Client, subject: str, count: int, send: object) -> list[Msg]:
+async def received(nc: Client, subject: str, count: int, send: Awaitable[None]) -> list[Msg]:
     got: list[Msg] = []
     done = asyncio.Event()
 
@@ -37,7 +37,7 @@ async def received(nc: Client, subject: str, count: int, send: object) -> list[M
 
     sub = await nc.subscribe(subject, cb=collect)
     await nc.flush()
-    await send  # type: ignore[misc]
+    await send
     async with asyncio.timeout(5):
         await done.wait()
     await sub.unsubscribe()

@@ -172,7 +172,7 @@ class LeanSpan(trace_api.Span):
         if len(self.events) >= MAX_EVENTS:
             self.dropped_events += 1
             return
-        self.events.append(Event(name, attributes, timestamp if timestamp is not None else None))
+        self.events.append(Event(name, attributes, timestamp))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if self.end_time is not None or not context.is_valid:

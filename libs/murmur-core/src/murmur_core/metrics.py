@@ -71,13 +71,11 @@ EXEMPLAR_INTERVAL_SECONDS = 1.0
 _exemplar_times: dict[tuple[object, int], float] = {}
 
 
-def observe_duration(
-    histogram: Histogram, seconds: float, buckets: tuple[float, ...] = LATENCY_BUCKETS
-) -> None:
-    """Observe ``seconds`` on a histogram (a labelled child), with the
-    current trace as the exemplar of its bucket when that bucket's is older
-    than EXEMPLAR_INTERVAL_SECONDS. ``buckets`` are the histogram's."""
-    key = (histogram, bisect_left(buckets, seconds))
+def observe_duration(histogram: Histogram, seconds: float) -> None:
+    """Observe ``seconds`` on a latency histogram (a labelled child, with
+    LATENCY_BUCKETS), with the current trace as the exemplar of its bucket
+    when that bucket's is older than EXEMPLAR_INTERVAL_SECONDS."""
+    key = (histogram, bisect_left(LATENCY_BUCKETS, seconds))
     now = time.monotonic()
     if now - _exemplar_times.get(key, -EXEMPLAR_INTERVAL_SECONDS) < EXEMPLAR_INTERVAL_SECONDS:
         histogram.observe(seconds)

@@ -4,32 +4,28 @@ trace context in message headers."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from nats import errors
+from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES, NATS_HDR_LINE, _validate_subject
 from nats.aio.client import Client as NatsClient
 from nats.errors import SlowConsumerError
 from nats.js import JetStreamContext
 from nats.js.api import RePublish, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+from nats.protocol import command
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
 log = logging.getLogger(__name__)
-
-
-# What nats-py's publish allows (nats/aio/client.py): header names are RFC
-# 7230 tokens; a subject has no whitespace (CR or LF would inject commands);
-# a value's CR and LF become spaces.
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_SUBJECT_INVALID = re.compile(r"[\s]")
-_VALUE_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+# The checks and protocol pieces are nats-py's own (private, so pinned by
+# the lock): a burst is refused and written exactly as its publish would.
+_HEADER_START = bytes(NATS_HDR_LINE) + b"\r\n"
 
 
 def header_value(value: str) -> bytes:
-    """A header value as nats-py writes it."""
-    return value.strip().translate(_VALUE_NEWLINES).encode()
+    """A header value as nats-py writes it (CR and LF become spaces)."""
+    return value.strip().translate(_HEADER_VALUE_NEWLINES).encode()
 
 
 def header_lines(headers: Mapping[str, str]) -> bytes:
@@ -40,7 +36,7 @@ def header_lines(headers: Mapping[str, str]) -> bytes:
         name = name.strip()
         if not name:
             continue
-        if not _HEADER_NAME.fullmatch(name):
+        if not _HEADER_KEY_RE.fullmatch(name):
             raise errors.BadHeaderError(name)
         out.append(name.encode() + b": " + header_value(value) + b"\r\n")
     return b"".join(out)
@@ -72,31 +68,30 @@ class Client(NatsClient):
         frames = []
         size = 0
         for subject, payload, lines in messages:
-            if not subject or _SUBJECT_INVALID.search(subject):
+            if not subject:
                 raise errors.BadSubjectError
+            if not self._skip_subject_validation:
+                _validate_subject(subject)
             if len(payload) > self._max_payload:
                 raise errors.MaxPayloadError
             if lines:
-                block = b"NATS/1.0\r\n" + lines + b"\r\n"
-                frames.append(
-                    b"HPUB %s %d %d\r\n%s%s\r\n"
-                    % (subject.encode(), len(block), len(block) + len(payload), block, payload)
-                )
+                block = _HEADER_START + lines + b"\r\n"
+                frames.append(command.hpub_cmd(subject, "", block, payload))
             else:
-                frames.append(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(payload), payload))
+                frames.append(command.pub_cmd(subject, "", payload))
             size += len(payload)
         if not frames:
             return
-        command = b"".join(frames)
+        burst = b"".join(frames)
         if not self.is_connected and (
             self._max_pending_size <= 0
-            or len(command) + self._pending_data_size > self._max_pending_size
+            or len(burst) + self._pending_data_size > self._max_pending_size
         ):
             # As nats-py's publish: buffered while reconnecting, up to a limit.
             raise errors.OutboundBufferLimitError
         self.stats["out_msgs"] += len(frames)
         self.stats["out_bytes"] += size
-        await self._send_command(command)
+        await self._send_command(burst)
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
 

@@ -96,8 +96,13 @@ _KNOWN_ATTRIBUTES: dict[tuple[int, str, type, Any], bytes] = {}
 _KNOWN_LIMIT = 8192
 
 
+def _repeats(value: Any) -> bool:
+    """Whether a value is worth remembering the encoding of: a small scalar."""
+    return type(value) in (str, int, bool) and (type(value) is not str or len(value) <= 128)
+
+
 def _attribute(field: int, key: str, value: Any) -> bytes:
-    if type(value) in (str, int, bool) and (type(value) is not str or len(value) <= 128):
+    if _repeats(value):
         cache_key = (field, key, type(value), value)
         known = _KNOWN_ATTRIBUTES.get(cache_key)
         if known is None:
@@ -130,7 +135,7 @@ def _span_attributes(attributes: Mapping[str, Any] | None) -> bytes:
     if known is not None:
         return known
     encoded = _attributes(9, attributes)
-    if all(type(v) in (str, int, bool) and (type(v) is not str or len(v) <= 128) for _, v in items):
+    if all(_repeats(v) for _, v in items):
         if len(_KNOWN_SETS) >= _KNOWN_LIMIT:
             _KNOWN_SETS.clear()
         _KNOWN_SETS[items] = encoded

@@ -313,9 +313,8 @@ class CacheEngine:
     ) -> int:
         if post is not None:
             await self.entries.put([post])
-        keys = [home(o) for o in owner_ids]
-        appended = await self.feeds.append(keys, post_ids)
-        await self._tell_other_instances(keys)
+        appended, names = await self.feeds.append([home(o) for o in owner_ids], post_ids)
+        await self._tell_other_instances(names)
         return appended
 
     async def acquire_lease(self, key: FeedKey) -> Lease | None:
@@ -341,23 +340,17 @@ class CacheEngine:
         return accepted
 
     async def remove_from_feeds(self, owner_ids: Sequence[str], post_ids: Sequence[str]) -> int:
-        keys = [home(o) for o in owner_ids]
-        touched = await self.feeds.remove(keys, post_ids)
-        await self._tell_other_instances(keys)
+        touched, names = await self.feeds.remove([home(o) for o in owner_ids], post_ids)
+        await self._tell_other_instances(names)
         return touched
 
-    async def _tell_other_instances(self, keys: Sequence[FeedKey]) -> None:
+    async def _tell_other_instances(self, names: list[str]) -> None:
         """Another instance may hold one of these feeds in L1, read before
         this change: without a word it would serve that copy until its TTL,
-        to a reader the notifier has just told of the new post."""
-        if self.feeds_changed is not None and self.l1 is not None and keys:
-            await self.feeds_changed([self.names.feed(k) for k in keys])
-
-    def drop_feed_copies(self, names: Sequence[str]) -> None:
-        """What another instance's fan-out changed (``feeds_changed``)."""
-        self.feeds.drop_l1(names)
-        INVALIDATIONS.labels("fan_out").inc()
-        self.update_gauges()
+        to a reader the notifier has just told of the new post. Told even
+        when this instance keeps no L1 itself: the others may."""
+        if self.feeds_changed is not None and names:
+            await self.feeds_changed(names)
 
     async def invalidate(
         self, feeds: Sequence[FeedKey], post_ids: Sequence[str], user_ids: Sequence[str]
@@ -410,8 +403,8 @@ class CacheEngine:
             keys = [home(created.author_id), user_view(created.author_id, full=True)]
             if created.audience == res.AUDIENCE_PUBLIC:
                 keys.append(user_view(created.author_id, full=False))
-            await self.feeds.append(keys, [created.post_id])
-            names, tags = [self.names.feed(k) for k in keys], [k.tag for k in keys]
+            _, names = await self.feeds.append(keys, [created.post_id])
+            tags = [k.tag for k in keys]
         elif kind == "post_deleted":
             post_id = event.post_deleted.post_id
             names = await self.entries.tombstone([post_id])
@@ -439,11 +432,13 @@ class CacheEngine:
         if self.broadcast is not None and (invalidation.names or invalidation.tags):
             await self.broadcast(invalidation)
 
-    def apply_broadcast(self, invalidation: Invalidation) -> None:
+    def apply_broadcast(self, invalidation: Invalidation, *, origin: str = "broadcast") -> None:
+        """Drop what another instance said to drop: an invalidation
+        (``broadcast``) or the feeds its fan-out changed (``fan_out``)."""
         if self.l1 is not None:
             for name in invalidation.names:
                 self.l1.delete(name)
-        INVALIDATIONS.labels("broadcast").inc()
+        INVALIDATIONS.labels(origin).inc()
         self.update_gauges()
 
     def flush_l1(self, reason: str, *, reopen: bool) -> int:

@@ -427,19 +427,28 @@ class Feeds:
         name = self._names.feed(key)
         return name, self._names.feed_meta(name), self._names.feed_version(name)
 
-    async def append(self, keys: Sequence[FeedKey], post_ids: Sequence[str]) -> int:
+    async def append(
+        self, keys: Sequence[FeedKey], post_ids: Sequence[str]
+    ) -> tuple[int, list[str]]:
+        """Append to the feeds that exist; how many did, and the feeds' L1
+        names (dropped here, for the caller to tell other instances)."""
         triples = [self._triple(k) for k in keys]
         appended = await self._guard.run(
             self._store.append_to_feeds(triples, post_ids, self._settings.feed_cap), default=0
         )
-        self.drop_l1([t[0] for t in triples])
-        return appended
+        names = [t[0] for t in triples]
+        self.drop_l1(names)
+        return appended, names
 
-    async def remove(self, keys: Sequence[FeedKey], post_ids: Sequence[str]) -> int:
+    async def remove(
+        self, keys: Sequence[FeedKey], post_ids: Sequence[str]
+    ) -> tuple[int, list[str]]:
+        """As ``append``: how many feeds held an id, and the feeds' L1 names."""
         triples = [self._triple(k) for k in keys]
         touched = await self._guard.run(self._store.remove_from_feeds(triples, post_ids), default=0)
-        self.drop_l1([t[0] for t in triples])
-        return touched
+        names = [t[0] for t in triples]
+        self.drop_l1(names)
+        return touched, names
 
     async def invalidate(self, keys: Sequence[FeedKey], *, hard: bool) -> list[str]:
         """Drop (hard) or mark stale (soft) in Redis; returns the L1 names to drop

@@ -53,7 +53,8 @@ class Invalidator:
                 log.warning("ignored a malformed invalidation broadcast")
 
         async def on_feeds_changed(msg: Msg) -> None:
-            self._engine.drop_feed_copies(msg.data.decode().split("\n"))
+            names = msg.data.decode().split("\n")
+            self._engine.apply_broadcast(Invalidation(names), origin="fan_out")
 
         await self._nc.subscribe(CACHE_INVALIDATE, cb=on_broadcast)
         await self._nc.subscribe(CACHE_FEEDS_CHANGED, cb=on_feeds_changed)
