@@ -6,6 +6,7 @@ OTLP request."""
 from __future__ import annotations
 
 import logging
+import random
 
 import pytest
 from opentelemetry import trace
@@ -16,11 +17,21 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    DEFAULT_OFF,
+    DEFAULT_ON,
+    AlwaysRecordSampler,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from murmur_core.lean_tracing import MAX_ATTRIBUTES, LeanSpan, LeanTracerProvider
+from murmur_core.lean_tracing import MAX_ATTRIBUTES, LeanSpan, LeanTracer, LeanTracerProvider
 from murmur_core.otlp_encoding import encode_request
 
 RESOURCE = Resource.create({"service.name": "gateway", "service.version": "1.2.3"})
@@ -211,3 +222,105 @@ def test_a_disabled_sdk_hands_out_no_op_tracers(monkeypatch: pytest.MonkeyPatch)
     span = provider.get_tracer("t").start_span("s")
     assert not span.is_recording()
     assert not span.get_span_context().is_valid
+
+
+COMPILED_SAMPLERS: list[Sampler] = [
+    ALWAYS_ON,
+    ALWAYS_OFF,
+    DEFAULT_ON,
+    DEFAULT_OFF,
+    TraceIdRatioBased(0.5),
+    ParentBasedTraceIdRatio(0.3),
+    ParentBased(
+        TraceIdRatioBased(0.6),
+        remote_parent_sampled=TraceIdRatioBased(0.5),
+        remote_parent_not_sampled=ALWAYS_ON,
+        local_parent_sampled=ALWAYS_OFF,
+        local_parent_not_sampled=TraceIdRatioBased(0.2),
+    ),
+]
+
+
+def _parents() -> list[SpanContext | None]:
+    def parent(*, remote: bool, flags: int) -> SpanContext:
+        return SpanContext(
+            trace_id=random.getrandbits(128) | 1,
+            span_id=random.getrandbits(64) | 1,
+            is_remote=remote,
+            trace_flags=TraceFlags(flags),
+            trace_state=TraceState([("k", "v")]),
+        )
+
+    sampled_random = TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID
+    return [
+        None,
+        parent(remote=True, flags=TraceFlags.SAMPLED),
+        parent(remote=True, flags=TraceFlags.DEFAULT),
+        parent(remote=False, flags=sampled_random),
+        parent(remote=False, flags=TraceFlags.RANDOM_TRACE_ID),
+        trace.INVALID_SPAN_CONTEXT,
+    ]
+
+
+@pytest.mark.parametrize("sampler", COMPILED_SAMPLERS, ids=lambda s: s.get_description())
+def test_a_compiled_sampler_decides_every_span_as_the_sdk(sampler: Sampler) -> None:
+    """The inline decision and ids match the SDK's span for span: same
+    seed, same trace and span ids, flags, trace state and recording."""
+    sdk = TracerProvider(resource=RESOURCE, sampler=sampler).get_tracer("t")
+    lean = LeanTracerProvider(resource=RESOURCE, sampler=sampler).get_tracer("t")
+    assert isinstance(lean, LeanTracer) and lean._rule is not None
+    attributes = {"http.request.method": "GET"}
+    decisions = set()
+    for seed in range(300):
+        random.seed(seed)
+        for parent in _parents():
+            context = (
+                None
+                if parent is None
+                else trace.set_span_in_context(trace.NonRecordingSpan(parent))
+            )
+            spans = []
+            for tracer in (sdk, lean):
+                random.seed(seed * 7919)
+                spans.append(tracer.start_span("s", context, SpanKind.SERVER, attributes))
+            expected, got = spans
+            assert tuple(got.get_span_context()) == tuple(expected.get_span_context())
+            assert got.is_recording() == expected.is_recording()
+            if got.is_recording():
+                assert dict(got.attributes) == dict(expected.attributes)  # type: ignore[attr-defined]
+                assert got.parent == expected.parent  # type: ignore[attr-defined]
+            decisions.add(got.is_recording())
+            for span in spans:
+                span.end()
+    if sampler not in (ALWAYS_ON, ALWAYS_OFF):
+        assert decisions == {True, False}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ],
+)
+def test_every_sampler_otel_traces_sampler_names_is_compiled(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", name)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    tracer = LeanTracerProvider(resource=RESOURCE).get_tracer("t")
+    assert isinstance(tracer, LeanTracer) and tracer._rule is not None
+
+
+def test_other_samplers_are_asked_as_the_sdk_asks_them() -> None:
+    # AlwaysRecordSampler records without sampling: not a plain trace-id rule.
+    sampler = AlwaysRecordSampler(TraceIdRatioBased(0.0))
+    tracer = LeanTracerProvider(resource=RESOURCE, sampler=sampler).get_tracer("t")
+    assert isinstance(tracer, LeanTracer) and tracer._rule is None
+    span = tracer.start_span("s")
+    assert span.is_recording()
+    assert not span.get_span_context().trace_flags.sampled
