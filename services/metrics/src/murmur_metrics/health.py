@@ -48,7 +48,7 @@ class HealthProbes:
         if not timeline:
             database = {"status": "unknown", "detail": "no timeline health target"}
         elif any(s["status"] == "serving" for s in timeline):
-            database = {"status": "up", "detail": "the timeline serves only while it answers"}
+            database = {"status": "up", "detail": "queried by the timeline's health check"}
         else:
             database = {"status": "down", "detail": "no timeline instance is serving"}
         return {

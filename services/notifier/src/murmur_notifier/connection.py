@@ -119,6 +119,12 @@ class Connection(ABC):
 
     async def run(self) -> None:
         try:
+            await self._run()
+        finally:
+            self.release()
+
+    async def _run(self) -> None:
+        try:
             principal = await self.authenticate()
         except ProtocolError as err:
             await self.outbox.close_now(err.code, err.reason)
@@ -153,6 +159,18 @@ class Connection(ABC):
             await self.services.router.leave(user_id, self)
             metrics.CONNECTIONS.labels(self.PROTOCOL).dec()
             self.outbox.discard()
+
+    def release(self) -> None:
+        """Break the references that lead back to this connection (its
+        subscribers and its outbox's callbacks), so that reference counting
+        frees it with its socket and buffers as soon as it ends. Left to the
+        cyclic collector, a thousand closed connections (about 60 objects
+        each) made full collections that stopped the loop for over 100 ms
+        (docs/notifier.md, Measured)."""
+        for subscriber in self.subscribers.values():
+            subscriber.stop()
+        self.subscribers.clear()
+        self.outbox.release()
 
     def offer(self, delivery: Delivery) -> None:
         """A live event for this connection's user (called by the router)."""

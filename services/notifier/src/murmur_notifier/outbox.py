@@ -79,6 +79,14 @@ class CloseRequest:
     flush: bool
 
 
+def _no_frames(batch: list[Outgoing]) -> list[bytes]:
+    return []
+
+
+def _ignore() -> None:
+    return None
+
+
 class Outbox:
     def __init__(
         self,
@@ -158,6 +166,13 @@ class Outbox:
         metrics.QUEUED_BYTES.dec(self.queued_bytes)
         self.queued_bytes = 0
         self._queue.clear()
+
+    def release(self) -> None:
+        """Drop the connection's callbacks (bound to it: a reference cycle),
+        once it has ended and nothing is sent any more."""
+        self.discard()
+        self._framer = _no_frames
+        self._too_slow = _ignore
 
     # The sender
 

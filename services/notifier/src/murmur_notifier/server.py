@@ -110,6 +110,7 @@ class NotifierServer:
             settings.port,
             process_request=server._process_request,
             select_subprotocol=_select_subprotocol,
+            create_connection=_ServerConnection,
             max_size=settings.max_client_message_bytes,
             # Incoming messages buffered before reading pauses: well above
             # what the flood limit lets through, so a connection closed for
@@ -198,6 +199,33 @@ class NotifierServer:
             await self._presence.close()
         with contextlib.suppress(Exception):
             await self._nc.drain()
+
+
+class _ServerConnection(ServerConnection):
+    """websockets' server connection, freed by reference counting once closed.
+
+    Two reference cycles of websockets 17 would otherwise leave every closed
+    connection, its buffers and everything reachable from it to the cyclic
+    collector; a thousand closed connections made full collections that
+    stopped the loop for over 100 ms (docs/notifier.md, Measured):
+
+    - the subprotocol selector ``serve`` gives each connection's protocol is
+      a closure over the connection;
+    - a connection cut without a closing handshake keeps the parser's error
+      on the protocol, and the error's traceback holds the parser's frame,
+      which holds the protocol.
+
+    Once the TCP connection is lost the selector is not asked again, and the
+    error keeps its type and message (what a close reports), not the frames.
+    """
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        protocol = self.protocol
+        with contextlib.suppress(AttributeError):
+            del protocol.select_subprotocol  # back to the class's own
+        if protocol.parser_exc is not None:
+            protocol.parser_exc.__traceback__ = None
 
 
 def _select_subprotocol(
