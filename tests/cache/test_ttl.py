@@ -13,18 +13,22 @@ from pathlib import Path
 import pytest
 
 from murmur.cache.v1 import cache_service_pb2 as cache
+from murmur_cache.keys import KeyNames
 from murmur_devstack import Stack
 
 from .support import (
+    Clients,
     cache_client,
     create_users,
     eventually,
     extra_cache,
+    fake_post,
     follow,
     handled,
     home_page,
     ids,
     publish,
+    redis_client,
     running,
     settled_home,
     stats,
@@ -143,3 +147,17 @@ async def test_a_hot_feed_is_refreshed_before_it_expires(backing: Stack, run_dir
 
         await eventually(refreshed_early, what="an early refresh of a fresh feed")
         assert await handled(metrics, "GetHomeTimeline") > calls
+
+
+async def test_entries_stored_together_expire_apart(api: Clients, cache_stack: Stack) -> None:
+    """Each sealed entry of one PutPosts gets its own jittered retention, so a
+    rebuild's hundred posts do not all expire in the same second."""
+    posts = [fake_post(unique("ttl-jitter")) for _ in range(40)]
+    stored = await api.cache.PutPosts(cache.PutPostsRequest(posts=posts))
+    assert stored.stored == len(posts)
+    async with redis_client(cache_stack.redis_url) as redis:
+        ttls = [await redis.pttl(KeyNames.post(p.id)) for p in posts]
+    assert all(ttl > 0 for ttl in ttls)
+    # ±10 % of a day drawn 40 times: equal milliseconds would mean one draw.
+    assert len(set(ttls)) > len(posts) // 2
+    assert max(ttls) - min(ttls) > 60_000

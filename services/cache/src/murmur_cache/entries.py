@@ -122,35 +122,36 @@ class Entries:
         names = [self._names.post(p.id) for p in posts]
         plains = [p.SerializeToString() for p in posts]
         sealed = self._ring.seal_many([(b, n.encode()) for b, n in zip(plains, names, strict=True)])
-        ttl_ms = int(
-            jittered(self._settings.post.retention_seconds, self._settings.ttl_jitter) * 1000
-        )
-        stored = await self._redis.run(
-            self._store.put_entries([(n, s, ttl_ms) for n, s in zip(names, sealed, strict=True)]),
-            default=None,
-        )
+        retention, jitter = self._settings.post.retention_seconds, self._settings.ttl_jitter
+        # One draw per entry: a batch (a rebuild's hundred posts) filled
+        # together must not expire together.
+        items = [
+            (n, s, int(jittered(retention, jitter) * 1000))
+            for n, s in zip(names, sealed, strict=True)
+        ]
+        stored = await self._redis.run(self._store.put_entries(items), default=None)
         refused: list[str] = []
         if stored is not None and not all(stored):
             # Entries are never overwritten; tell deleted posts from ones already there.
             retry = [
-                (p.id, n, s)
-                for p, n, s, ok in zip(posts, names, sealed, stored, strict=True)
-                if not ok
+                (p.id, item) for p, item, ok in zip(posts, items, stored, strict=True) if not ok
             ]
             current: list[bytes | None] = await self._redis.run(
-                self._store.get_entries([n for _, n, _ in retry]), default=[]
+                self._store.get_entries([n for _, (n, _, _) in retry]), default=[]
             )
-            refused = [i for (i, _, _), v in zip(retry, current, strict=False) if v == TOMBSTONE]
+            refused = [i for (i, _), v in zip(retry, current, strict=False) if v == TOMBSTONE]
             # Except ones no key in the ring opens (sealed with a retired key):
             # kept, they would be misses until they expire.
             there = [
-                (n, v, s)
-                for (_, n, s), v in zip(retry, current, strict=False)
+                (item, v)
+                for (_, item), v in zip(retry, current, strict=False)
                 if v is not None and v != TOMBSTONE
             ]
-            opened = self._ring.open_many([(v, n.encode()) for n, v, _ in there])
+            opened = self._ring.open_many([(v, n.encode()) for (n, _, _), v in there])
             unreadable = [
-                (n, v, s, ttl_ms) for (n, v, s), o in zip(there, opened, strict=True) if o is None
+                (n, v, s, ttl)
+                for ((n, s, ttl), v), o in zip(there, opened, strict=True)
+                if o is None
             ]
             if unreadable:
                 await self._redis.run(self._store.replace_entries(unreadable), default=None)
