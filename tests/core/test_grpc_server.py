@@ -6,13 +6,18 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import filters
 from prometheus_client import REGISTRY
 
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
 from murmur.timeline.v1 import timeline_service_pb2_grpc as rpc_grpc
+from murmur_core.metrics import observed_call
 from murmur_timeline.server import TimelineServer
 from murmur_timeline.settings import TimelineSettings
 
@@ -82,3 +87,53 @@ async def test_health_probe_cli_asks_the_service(server: TimelineServer) -> None
     assert await probe("grpc", f"127.0.0.1:{server.port}") == 1
     assert await probe("grpc", "127.0.0.1:1", "--timeout", "0.5") == 1
     assert await probe("http", "http://127.0.0.1:1/readyz", "--timeout", "0.5") == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "observed"),
+    [
+        ("/grpc.health.v1.Health/Check", False),
+        (b"/grpc.health.v1.Health/Watch", False),  # a client's call details carry bytes
+        ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", False),
+        ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", False),
+        ("/murmur.timeline.v1.TimelineService/GetUser", True),
+        (b"/murmur.cache.v1.CacheService/GetPosts", True),
+    ],
+)
+def test_probes_and_reflection_are_left_out_as_the_instrumentation_would(
+    method: str | bytes, observed: bool
+) -> None:
+    # A client's call details, or the server's C-level handler details.
+    details: Any = (
+        # grpc fills method with bytes, whatever its type hints say.
+        grpc.aio.ClientCallDetails(method, None, None, None, None)  # type: ignore[arg-type]
+        if isinstance(method, bytes)
+        else SimpleNamespace(method=method)
+    )
+    assert observed_call(details) is observed
+    # The instrumentation's own composed filters decide the same.
+    theirs = filters.negate(
+        filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))
+    )
+    assert theirs(details) is observed
+
+
+async def test_health_probes_are_not_counted_as_traffic(server: TimelineServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)  # generated without stubs
+        reply = await health.Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        await rpc_grpc.TimelineServiceStub(channel).CreateUser(
+            rpc.CreateUserRequest(user_id="probed", handle="probed", public_key=b"k")
+        )
+    async with asyncio.timeout(2):
+        while handled("CreateUser", "OK") < 1:
+            await asyncio.sleep(0.01)
+    counted = {
+        sample.labels.get("grpc_service")
+        for metric in REGISTRY.collect()
+        if metric.name == "grpc_server_handled"
+        for sample in metric.samples
+    }
+    assert SERVICE in counted
+    assert not any(service.startswith("grpc.health") for service in counted if service)

@@ -8,12 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
+from murmur_core.metrics import observed_call
 from murmur_core.saturation import ActiveCalls
-
-# Probes and reflection are not traffic: no spans, no RED metrics.
-UNOBSERVED = filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))
 
 
 def open_channel(
@@ -22,9 +20,8 @@ def open_channel(
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
-    tracing = aio_client_interceptors(  # type: ignore[no-untyped-call]
-        filter_=filters.negate(UNOBSERVED)
-    )
+    # Probes and reflection are not traffic: no spans, no RED metrics.
+    tracing = aio_client_interceptors(filter_=observed_call)  # type: ignore[no-untyped-call]
     return grpc.aio.insecure_channel(
         address,
         interceptors=[*tracing, ActiveCalls(address), *interceptors],

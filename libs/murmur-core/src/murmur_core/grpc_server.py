@@ -16,10 +16,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-from murmur_core.grpc_client import UNOBSERVED
-from murmur_core.metrics import GrpcMetricsInterceptor
+from murmur_core.metrics import GrpcMetricsInterceptor, observed_call
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class GrpcServer:
         self.health = HealthServicer()
         self._server = grpc.aio.server(
             interceptors=[
-                aio_server_interceptor(filter_=filters.negate(UNOBSERVED)),  # type: ignore[no-untyped-call]
+                aio_server_interceptor(filter_=observed_call),  # type: ignore[no-untyped-call]
                 GrpcMetricsInterceptor(),
             ],
             options=[

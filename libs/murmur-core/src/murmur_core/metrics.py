@@ -52,6 +52,19 @@ GRPC_SERVER_HANDLING = Histogram(
 
 # Probes and reflection are not traffic (as for HTTP: /healthz, /metrics).
 UNOBSERVED_SERVICES = ("grpc.health.v1.", "grpc.reflection.")
+_UNOBSERVED_METHODS = tuple(f"/{service}" for service in UNOBSERVED_SERVICES)
+
+
+def observed_call(details: Any) -> bool:
+    """Whether a gRPC call (a server's ``HandlerCallDetails``, a client's
+    ``ClientCallDetails``) is traffic to trace and measure. The tracing
+    interceptors' filter on every call: one prefix test, where the
+    instrumentation's composed filters split the method name several times
+    (2.5 % of the cache service's CPU under fan-out)."""
+    method = details.method
+    if isinstance(method, bytes):
+        method = method.decode()
+    return not method.startswith(_UNOBSERVED_METHODS)
 
 
 def trace_exemplar() -> dict[str, str] | None:
@@ -264,7 +277,7 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        if handler_call_details.method.lstrip("/").startswith(UNOBSERVED_SERVICES):
+        if not observed_call(handler_call_details):
             return handler
         service, method = _split_method(handler_call_details.method)
         inner = cast(Handler, handler.unary_unary)
