@@ -18,6 +18,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from murmur_devstack import DevKeys, Stack
 from murmur_notifier.server import NotifierServer
@@ -68,7 +69,7 @@ def collector_off() -> Iterator[None]:
 
 
 async def _native(port: int, token: str) -> ClientConnection:
-    client = await connect(f"ws://127.0.0.1:{port}/v1/ws", subprotocols=["murmur.v1"])
+    client = await connect(f"ws://127.0.0.1:{port}/v1/ws", subprotocols=[Subprotocol("murmur.v1")])
     await client.send(json.dumps({"type": "auth", "token": token}))
     assert json.loads(await client.recv())["type"] == "ready"
     await client.send(json.dumps({"type": "subscribe"}))
@@ -102,7 +103,7 @@ async def test_closed_sessions_are_freed_without_the_cyclic_collector(
         for i in range(NATIVE_CLIENTS)
     ]
     graphql = await connect(
-        f"ws://127.0.0.1:{notifier.port}/v1/ws", subprotocols=["graphql-transport-ws"]
+        f"ws://127.0.0.1:{notifier.port}/v1/ws", subprotocols=[Subprotocol("graphql-transport-ws")]
     )
     await graphql.send(
         json.dumps({"type": "connection_init", "payload": {"token": dev_keys.token("release_gql")}})
@@ -120,7 +121,9 @@ async def test_closed_sessions_are_freed_without_the_cyclic_collector(
         client.transport.abort()
     await graphql.close()
     del clients, graphql, client
-    refused = await connect(f"ws://127.0.0.1:{notifier.port}/v1/ws", subprotocols=["murmur.v1"])
+    refused = await connect(
+        f"ws://127.0.0.1:{notifier.port}/v1/ws", subprotocols=[Subprotocol("murmur.v1")]
+    )
     await refused.send(json.dumps({"type": "auth", "token": "not-a-token"}))
     with pytest.raises(ConnectionClosed) as closed:
         await refused.recv()
