@@ -1,21 +1,24 @@
 """The router in process, with a fake NATS connection behind the one method
 it uses: a delivered event continues the trace of the post that caused it
-(an event without trace context starts none)."""
+(an event without trace context starts none), and a user whose live events
+the NATS client dropped has their connections resume."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import pytest
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.errors import SlowConsumerError
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from murmur.events.v1 import events_pb2
 from murmur_core import subjects
-from murmur_core.nats import Client, inject_trace_context
+from murmur_core.nats import inject_trace_context
 from murmur_core.service_info import ServiceInfo
 from murmur_core.telemetry import setup_tracing
 from murmur_notifier.events import Delivery
@@ -29,10 +32,10 @@ class _Subscription:
 
 class _FakeNats:
     def __init__(self) -> None:
-        self.handlers: dict[str, Callable[[Msg], None]] = {}
+        self.callbacks: dict[str, Callable[[Msg], Awaitable[None]]] = {}
 
-    async def subscribe_direct(self, subject: str, handler: Callable[[Msg], None]) -> _Subscription:
-        self.handlers[subject] = handler
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]]) -> _Subscription:
+        self.callbacks[subject] = cb
         return _Subscription()
 
 
@@ -74,16 +77,16 @@ def _message(user: str, seq: int, headers: dict[str, str]) -> Msg:
 
 async def test_delivery_span_is_a_child_of_the_post_trace(spans: InMemorySpanExporter) -> None:
     nc = _FakeNats()
-    router = Router(cast(Client, nc))
+    router = Router(cast(NatsClient, nc))
     listener = _Listener()
     await router.join("bob", listener)
-    [deliver] = nc.handlers.values()
+    [deliver] = nc.callbacks.values()
 
     with trace.get_tracer("test").start_as_current_span("fan-out page") as parent:
         headers = inject_trace_context()
     spans.clear()
-    deliver(_message("bob", 7, headers))
-    deliver(_message("bob", 8, {}))
+    await deliver(_message("bob", 7, headers))
+    await deliver(_message("bob", 8, {}))
 
     assert [d.seq for d in listener.offered] == [7, 8]
     [span] = spans.get_finished_spans()
@@ -95,3 +98,17 @@ async def test_delivery_span_is_a_child_of_the_post_trace(spans: InMemorySpanExp
     assert attributes["murmur.event.seq"] == 7
     assert attributes["murmur.notifier.connections"] == 1
     assert "bob" not in str(attributes), "a user id in a span"
+
+
+async def test_a_user_whose_live_events_were_dropped_resumes() -> None:
+    router = Router(cast(NatsClient, _FakeNats()))
+    bob_phone, bob_laptop, carol = _Listener(), _Listener(), _Listener()
+    for user, listener in (("bob", bob_phone), ("bob", bob_laptop), ("carol", carol)):
+        await router.join(user, listener)
+
+    def dropped(subject: str) -> SlowConsumerError:
+        return SlowConsumerError(subject=subject, reply="", sid=1, sub=cast(Any, None))
+
+    await router.dropped(dropped(f"{subjects.USER_LIVE_PREFIX}.bob.post.created"))
+    await router.dropped(dropped("murmur.cache.invalidate"))
+    assert (bob_phone.sent_away, bob_laptop.sent_away, carol.sent_away) == (1, 1, 0)

@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from nats import errors
 from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES, NATS_HDR_LINE, _validate_subject
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
+from nats.errors import SlowConsumerError
 from nats.js import JetStreamContext
 from nats.js.api import RePublish, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -44,8 +43,8 @@ def header_lines(headers: Mapping[str, str]) -> bytes:
 
 
 class Client(NatsClient):
-    """nats-py's client with a faster parser of message headers, a burst
-    publish, and subscriptions dispatched directly.
+    """nats-py's client with a faster parser of message headers, and a burst
+    publish.
 
     Parsing: every message a stream republishes carries five headers of its
     own besides the publisher's, and nats-py's parser (a generator per header
@@ -53,46 +52,6 @@ class Client(NatsClient):
     delivering them. Same result for every well-formed header block (tested
     against nats-py's own).
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # By subscription id: handlers of subscribe_direct's subscriptions.
-        self._direct: dict[int, Callable[[Msg], None]] = {}
-
-    async def subscribe_direct(self, subject: str, handler: Callable[[Msg], None]) -> Subscription:
-        """A core NATS subscription whose messages go to ``handler`` as the
-        reading task parses them. nats-py gives a subscription with a
-        callback a queue and a task of its own: a queue hop and a task switch
-        per message, and a task per subscription (the notifier has one per
-        connected user). ``handler`` runs on the reading task, so it must
-        not block; an exception it raises is logged and the message dropped.
-        There is no pending queue to overflow: a handler slower than the
-        stream slows the reading, and the server, not this client, cuts the
-        connection off as a slow consumer (the disconnect callback hears it)."""
-        subscription = await self.subscribe(subject)
-        self._direct[subscription._id] = handler
-        return subscription
-
-    def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
-        self._direct.pop(sid, None)
-        super()._remove_sub(sid, max_msgs)
-
-    async def _process_msg(
-        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
-    ) -> None:
-        handler = self._direct.get(sid)
-        if handler is None:
-            await super()._process_msg(sid, subject, reply, data, headers)
-            return
-        self.stats["in_msgs"] += 1
-        self.stats["in_bytes"] += len(data)
-        message = self._build_message(
-            sid, subject, reply, data, await self._process_headers(headers)
-        )
-        try:
-            handler(message)
-        except Exception:
-            log.exception("a direct subscription's handler failed")
 
     async def publish_many(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
         """Publish (subject, payload, header lines) messages in order, as one
@@ -157,11 +116,17 @@ async def connect(
     name: str,
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    on_slow_consumer: Callable[[SlowConsumerError], Awaitable[None]] | None = None,
 ) -> Client:
     """Connect with endless reconnects: a NATS restart costs latency, not the
-    process. The hooks let a service react to losing its subscriptions."""
+    process. The hooks let a service react to losing its subscriptions, or
+    messages of one (``on_slow_consumer``: its pending limit overflowed and
+    the client dropped a message; called for each)."""
 
     async def on_error(exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError) and on_slow_consumer is not None:
+            await on_slow_consumer(exc)
+            return
         log.warning("nats error", extra={"error": repr(exc)})
 
     async def disconnected() -> None:

@@ -10,13 +10,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import SlowConsumerError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from murmur_core import subjects
-from murmur_core.nats import Client, extract_trace_context
+from murmur_core.nats import extract_trace_context
 from murmur_notifier import metrics
 from murmur_notifier.events import Delivery, Undeliverable, decode
 
@@ -37,7 +39,7 @@ class Listener(Protocol):
 
 
 class Router:
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: NatsClient) -> None:
         self._nc = nc
         self._listeners: dict[str, set[Listener]] = {}
         self._subscriptions: dict[str, Subscription] = {}
@@ -49,10 +51,8 @@ class Router:
         listeners = self._listeners.setdefault(user_id, set())
         listeners.add(listener)
         if user_id not in self._subscriptions:
-            # Handed over as the reading task parses them: no queue and no
-            # task per user (about a tenth of a delivery's CPU).
-            self._subscriptions[user_id] = await self._nc.subscribe_direct(
-                subjects.user_live_filter(user_id), self._deliver
+            self._subscriptions[user_id] = await self._nc.subscribe(
+                subjects.user_live_filter(user_id), cb=self._deliver
             )
             metrics.USERS.set(len(self._subscriptions))
             if self.on_join is not None:
@@ -74,7 +74,22 @@ class Router:
     def users(self) -> list[str]:
         return list(self._subscriptions)
 
-    def _deliver(self, msg: Msg) -> None:
+    async def dropped(self, error: SlowConsumerError) -> None:
+        """The client dropped a message of one user's subscription (its
+        pending limit overflowed): that user's connections here resume from
+        their positions, so nothing is lost, only delayed. nats-py reports
+        each dropped message; the first one sends them away."""
+        if not error.subject.startswith(subjects.USER_LIVE_PREFIX + "."):
+            return
+        user_id = error.subject.split(".", 4)[3]
+        listeners = self._listeners.get(user_id, set())
+        if listeners:
+            metrics.DROPPED_USERS.inc()
+            log.warning("live events dropped: the user's connections resume")
+        for listener in list(listeners):
+            listener.go_away()
+
+    async def _deliver(self, msg: Msg) -> None:
         # murmur.live.user.<user_id>.<kind...>
         user_id = msg.subject.split(".", 4)[3]
         try:
