@@ -36,11 +36,21 @@ class CacheSync:
     async def post_created(self, post: res.Post) -> None:
         author = post.author_id
         self._drop([f"home:{author}", f"user:{author}:full", f"user:{author}:public"])
-        if self._backend.cache is not None:
-            await self._tell(
-                self._backend.cache.AppendToFeeds(
-                    cache_rpc.AppendToFeedsRequest(owner_ids=[author], post_id=post.id, post=post)
-                )
+        cache = self._backend.cache
+        if cache is not None:
+            # The author's home feed gains the post; both views of their own
+            # posts are dropped, so the next read (the CDN's, once the route
+            # purges it) rebuilds them from the timeline, which has the post.
+            author_posts = cache_rpc.FeedRef(kind=cache_rpc.FEED_KIND_USER, owner_id=author)
+            await asyncio.gather(
+                self._tell(
+                    cache.AppendToFeeds(
+                        cache_rpc.AppendToFeedsRequest(
+                            owner_ids=[author], post_id=post.id, post=post
+                        )
+                    )
+                ),
+                self._tell(cache.Invalidate(cache_rpc.InvalidateRequest(feeds=[author_posts]))),
             )
 
     async def post_deleted(self, post_id: str) -> None:
