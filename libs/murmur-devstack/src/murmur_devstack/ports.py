@@ -2,26 +2,55 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from contextlib import ExitStack
+from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+# Chosen from here up to the kernel's ephemeral range, never inside it.
+FIRST_PORT = 10_000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_MAX_TRIES = 10_000
+
+
+def ephemeral_range_start() -> int:
+    """Where the kernel starts picking local ports for outgoing connections
+    (Linux's default when it cannot be read)."""
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def free_ports(count: int) -> list[int]:
-    """Ports the kernel considers free right now, all distinct.
+    """Ports nothing is bound to right now, all distinct, from below the
+    kernel's ephemeral range.
 
-    Every socket stays bound until all are chosen, otherwise the kernel may hand
-    out the same port twice. Another process can still take one before our
-    server binds it; that race is accepted for local stacks.
+    A port the kernel hands out for ``bind(0)`` comes from the range it also
+    gives outgoing connections their local ports from: between choosing such
+    a port and a server binding it, any process's new connection (to NATS,
+    Redis, PostgreSQL...) could take it, and a compose-run replica once
+    failed to start with "Address already in use" that way. Below the range
+    only another server can take one first. Every socket stays bound until
+    all are chosen, so none is handed out twice.
     """
+    end = ephemeral_range_start()
     with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        for _ in range(_MAX_TRIES):
+            if len(ports) == count:
+                return ports
+            port = random.randrange(FIRST_PORT, end)  # noqa: S311 (not a secret)
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((LOOPBACK, 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue  # in use, or taken by another caller a moment ago
+            ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise OSError(f"no {count} free ports between {FIRST_PORT} and {end}")
 
 
 def free_port() -> int:
