@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 from pyinstrument import Profiler
@@ -32,6 +33,18 @@ log = logging.getLogger(__name__)
 # A process-wide lock rather than one per loop: two profiles at once would
 # each pay the other's sampling cost and blur both results.
 _running = threading.Lock()
+# Renders on a thread of their own, not the loop's default executor: an
+# operator profiles a process in trouble, whose default executor may be full
+# of stuck work (DNS lookups, blocking calls); one thread, as one profile
+# runs at a time. Started at the first profile.
+_renderer: ThreadPoolExecutor | None = None
+
+
+def _render_thread() -> ThreadPoolExecutor:
+    global _renderer
+    if _renderer is None:
+        _renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-render")
+    return _renderer
 
 
 class ProfileBusy(Exception):
@@ -60,7 +73,8 @@ async def profile_event_loop(seconds: float, fmt: ProfileFormat) -> bytes:
             session = profiler.stop()
         # Rendering a long session takes a while: off the loop, so the
         # service keeps answering meanwhile.
-        return await asyncio.to_thread(_render, session, fmt)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_render_thread(), _render, session, fmt)
     finally:
         _running.release()
 
