@@ -18,6 +18,7 @@ from murmur.cache.v1 import cache_service_pb2 as rpc
 from murmur.cache.v1 import cache_service_pb2_grpc as rpc_grpc
 from murmur_cache.engine import CacheEngine
 from murmur_cache.invalidation import Invalidator
+from murmur_cache.redis_connection import HiredisPackingConnection
 from murmur_cache.sealing import KeyRing
 from murmur_cache.servicer import CacheServicer
 from murmur_cache.settings import CacheSettings
@@ -39,6 +40,8 @@ def connect_redis(settings: CacheSettings) -> Redis:
     # milliseconds (then L1 or the timeline answers), not seconds.
     redis = Redis.from_url(
         settings.redis_url,
+        # redis:// only: a rediss:// or unix:// URL names its own class.
+        connection_class=HiredisPackingConnection,
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
