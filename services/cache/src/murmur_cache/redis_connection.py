@@ -29,12 +29,16 @@ class HiredisPackingConnection(Connection):
         elif b" " in first:
             args = (*first.split(), *args[1:])
         try:
-            packed = hiredis.pack_command(
-                # hiredis's stub types the tuple as one item long.
-                tuple(  # type: ignore[arg-type]
-                    bytes(arg) if isinstance(arg, bytearray | memoryview) else arg for arg in args
-                )
+            packed = hiredis.pack_command(args)
+        except TypeError:
+            # hiredis takes str, int, float and bytes only; redis-py also
+            # takes bytearray and memoryview. Rare here: converted on retry,
+            # not checked argument by argument on every command.
+            converted = tuple(
+                bytes(arg) if isinstance(arg, bytearray | memoryview) else arg for arg in args
             )
-        except TypeError as exc:  # a bool, None, an object: not a Redis value
-            raise DataError(str(exc)) from exc
+            try:
+                packed = hiredis.pack_command(converted)  # type: ignore[arg-type]
+            except TypeError as exc:  # a bool, None, an object: not a Redis value
+                raise DataError(str(exc)) from exc
         return [packed]
