@@ -143,7 +143,7 @@ def test_the_probe_sees_a_cycle_left_to_the_collector(collector_off: None) -> No
     """The check above can fail: an object in a reference cycle is found."""
 
     class Node:
-        pass
+        """Named below as one of the notifier's types."""
 
     Node.__module__, Node.__qualname__ = "murmur_notifier.outbox", "Outbox"
     node = Node()
