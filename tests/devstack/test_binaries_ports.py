@@ -46,3 +46,13 @@ def test_a_port_in_use_is_never_handed_out() -> None:
     finally:
         for sock in taken:
             sock.close()
+
+
+def test_with_few_ports_below_the_ephemeral_range_the_kernel_chooses() -> None:
+    # A host whose ephemeral range starts at 1024 leaves none below it.
+    ports = free_ports(5, ephemeral_start=1024)
+    assert len(set(ports)) == 5
+    assert all(port >= 1024 for port in ports)
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))

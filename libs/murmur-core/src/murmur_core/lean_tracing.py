@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from time import time_ns
 from types import TracebackType
 from typing import Any
@@ -71,6 +71,8 @@ _NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID
 _UNSET = Status(StatusCode.UNSET)
 _SCALARS = (str, bool, int, float)
 _NO_TRACE_STATE = TraceState()
+# What RandomIdGenerator draws from (the module's shared generator).
+_getrandbits = random.getrandbits
 # TraceIdRatioBased looks at the low 64 bits of a trace id only.
 _RATIO_BITS = TraceIdRatioBased.TRACE_ID_LIMIT
 
@@ -356,10 +358,10 @@ class LeanTracer(trace_api.Tracer):
         self._sampler: Sampler = provider.sampler
         self._ids: IdGenerator = provider.id_generator
         self._random_ids = self._ids.is_trace_id_random()
-        self._rule = _SamplingRule.of(self._sampler)
-        # The SDK's random generator, drawn from directly: its ids are never
-        # 0, so the span contexts built from them need no validity check.
-        self._getrandbits = random.getrandbits if type(self._ids) is RandomIdGenerator else None
+        # Decided inline only with the SDK's random ids, drawn here from the
+        # same generator: never 0, so their span contexts need no check.
+        random_ids = type(self._ids) is RandomIdGenerator
+        self._rule = _SamplingRule.of(self._sampler) if random_ids else None
 
     def start_span(
         self,
@@ -376,8 +378,8 @@ class LeanTracer(trace_api.Tracer):
         parent: SpanContext | None = trace_api.get_current_span(context).get_span_context()
         if parent is None or not parent.is_valid:
             parent = None
-        if self._rule is not None and self._getrandbits is not None:
-            span_context = self._decide_inline(self._rule, self._getrandbits, parent)
+        if self._rule is not None:
+            span_context = self._decide_inline(self._rule, parent)
             recording = span_context.trace_flags.sampled
         else:
             span_context, recording, attributes = self._ask_sampler(
@@ -403,20 +405,18 @@ class LeanTracer(trace_api.Tracer):
         processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
 
-    def _decide_inline(
-        self, rule: _SamplingRule, getrandbits: Callable[[int], int], parent: SpanContext | None
-    ) -> SpanContext:
+    def _decide_inline(self, rule: _SamplingRule, parent: SpanContext | None) -> SpanContext:
         """The span's context as the SDK's sampler and random ids would make
         it, without their intermediate objects."""
         if parent is None:
-            trace_id = getrandbits(128) or self._ids.generate_trace_id()
+            trace_id = _getrandbits(128) or self._ids.generate_trace_id()
             trace_state = _NO_TRACE_STATE
             random_id = True
         else:
             trace_id = parent.trace_id
             trace_state = parent.trace_state
             random_id = parent.trace_flags.random_trace_id
-        span_id = getrandbits(64) or self._ids.generate_span_id()
+        span_id = _getrandbits(64) or self._ids.generate_span_id()
         if rule.sampled(parent, trace_id):
             flags = _SAMPLED_RANDOM if random_id else _SAMPLED
         else:

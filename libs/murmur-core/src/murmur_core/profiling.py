@@ -9,6 +9,7 @@ which would show nothing but a sleep.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import threading
@@ -33,18 +34,15 @@ log = logging.getLogger(__name__)
 # A process-wide lock rather than one per loop: two profiles at once would
 # each pay the other's sampling cost and blur both results.
 _running = threading.Lock()
-# Renders on a thread of their own, not the loop's default executor: an
-# operator profiles a process in trouble, whose default executor may be full
-# of stuck work (DNS lookups, blocking calls); one thread, as one profile
-# runs at a time. Started at the first profile.
-_renderer: ThreadPoolExecutor | None = None
 
 
+@functools.cache
 def _render_thread() -> ThreadPoolExecutor:
-    global _renderer
-    if _renderer is None:
-        _renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-render")
-    return _renderer
+    """Renders run on a thread of their own, not the loop's default
+    executor: an operator profiles a process in trouble, whose default
+    executor may be full of stuck work (DNS lookups, blocking calls). One
+    thread, as one profile runs at a time; started at the first profile."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-render")
 
 
 class ProfileBusy(Exception):
