@@ -181,6 +181,46 @@ BAD: list[tuple[str, str, Message]] = [
             only_active_within_seconds=DEFAULTS.activity_retention_seconds + 1,
         ),
     ),
+    # AppendPostsToFeeds
+    ("append-posts-none", "AppendPostsToFeeds", cache.AppendPostsToFeedsRequest()),
+    (
+        "append-posts-no-owners",
+        "AppendPostsToFeeds",
+        cache.AppendPostsToFeedsRequest(appends=[cache.PostAppend(post_id=POST_ID)]),
+    ),
+    (
+        "append-posts-bad-owner",
+        "AppendPostsToFeeds",
+        cache.AppendPostsToFeedsRequest(
+            appends=[cache.PostAppend(post_id=POST_ID, owner_ids=[OWNER, "a b"])]
+        ),
+    ),
+    (
+        "append-posts-bad-post-id",
+        "AppendPostsToFeeds",
+        cache.AppendPostsToFeedsRequest(
+            appends=[cache.PostAppend(post_id=UUID4, owner_ids=[OWNER])]
+        ),
+    ),
+    (
+        # Over the limit only together: the limit is on the whole call.
+        "append-posts-too-many-owners",
+        "AppendPostsToFeeds",
+        cache.AppendPostsToFeedsRequest(
+            appends=[
+                cache.PostAppend(post_id=POST_ID, owner_ids=[f"u{i}" for i in range(MAX_BATCH)]),
+                cache.PostAppend(post_id=POST_ID, owner_ids=[OWNER]),
+            ]
+        ),
+    ),
+    (
+        "append-posts-activity-window-past-retention",
+        "AppendPostsToFeeds",
+        cache.AppendPostsToFeedsRequest(
+            appends=[cache.PostAppend(post_id=POST_ID, owner_ids=[OWNER])],
+            only_active_within_seconds=DEFAULTS.activity_retention_seconds + 1,
+        ),
+    ),
     # RemoveFromFeeds
     (
         "remove-no-owners",

@@ -62,3 +62,54 @@ async def test_append_to_more_feeds_than_one_script_call_holds(api: Clients) -> 
     assert reply.appended == 2
     assert ids(await cached_home(api.cache, first))[0] == post.id
     assert ids(await cached_home(api.cache, last))[0] == post.id
+
+
+async def test_several_posts_reach_each_their_own_active_readers(api: Clients) -> None:
+    both, only_first, away = unique("RoundBoth"), unique("RoundFirst"), unique("RoundAway")
+    author = unique("RoundAuthor")
+    await create_users(api.timeline, both, only_first, away, author)
+    await cached_home(api.cache, both)
+    await cached_home(api.cache, only_first)
+    first, second = fake_post(author), fake_post(author)
+    await api.cache.PutPosts(cache.PutPostsRequest(posts=[first, second]))
+
+    reply = await api.cache.AppendPostsToFeeds(
+        cache.AppendPostsToFeedsRequest(
+            appends=[
+                cache.PostAppend(post_id=first.id, owner_ids=[both, away, only_first]),
+                cache.PostAppend(post_id=second.id, owner_ids=[away, both]),
+            ],
+            only_active_within_seconds=HOUR,
+        )
+    )
+
+    # One list of readers per append, in its order, without the inactive one.
+    assert [list(a.owner_ids) for a in reply.active] == [[both, only_first], [both]]
+    assert reply.appended == 3
+    assert ids(await cached_home(api.cache, both))[:2] == [second.id, first.id]
+    assert ids(await cached_home(api.cache, only_first))[0] == first.id
+    assert second.id not in ids(await cached_home(api.cache, only_first))
+
+
+async def test_several_posts_to_more_feeds_than_one_script_call_holds(api: Clients) -> None:
+    first, last = unique("RoundFirstFeed"), unique("RoundLastFeed")
+    await create_users(api.timeline, first, last)
+    await cached_home(api.cache, first)
+    await cached_home(api.cache, last)
+    absent = [unique(f"RoundNone{i}") for i in range(FEEDS_PER_CALL * 2)]
+    posts = [fake_post(first), fake_post(last)]
+    await api.cache.PutPosts(cache.PutPostsRequest(posts=posts))
+
+    reply = await api.cache.AppendPostsToFeeds(
+        cache.AppendPostsToFeedsRequest(
+            appends=[
+                cache.PostAppend(post_id=posts[0].id, owner_ids=[first, *absent, last]),
+                cache.PostAppend(post_id=posts[1].id, owner_ids=[*absent, last]),
+            ]
+        )
+    )
+
+    assert reply.appended == 3
+    assert list(reply.active) == []  # no activity filter asked for
+    assert ids(await cached_home(api.cache, first))[0] == posts[0].id
+    assert ids(await cached_home(api.cache, last))[:2] == [posts[1].id, posts[0].id]

@@ -378,6 +378,7 @@ GRPC_CALLS: dict[str, Via | DirectCall] = {
     f"{CACHE}FillFeed": fill_feed,
     f"{CACHE}AcquireFeedLease": acquire_feed_lease,
     f"{CACHE}AppendToFeeds": Via("POST", "/v1/posts"),
+    f"{CACHE}AppendPostsToFeeds": Via("POST", "/v1/posts", "the pipeline's fan-out"),
     f"{CACHE}RemoveFromFeeds": Via("DELETE", "/v1/posts/{post_id}", FANOUT_OF_DELETE),
     f"{CACHE}Invalidate": Via("POST", "/v1/users/{user_id}/follow"),
     f"{CACHE}WarmSession": Via("POST", "/v1/users", "a token's first use"),

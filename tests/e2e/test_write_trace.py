@@ -6,7 +6,8 @@ receiver this test runs (the real protocol, decoded with the
 and delivered to a follower's WebSocket; the test then walks the spans. The
 pipeline's batch span (``process murmur.events.>``) is a trace of its own,
 linked to the context of each message it fetched; the work on each message
-continues the message's trace:
+continues the message's trace, except the fan-out round, which serves several
+posts and is a trace of its own linked to each post's processing span:
 
   gateway  SERVER   POST /v1/posts                      (the trace's root)
   gateway  CLIENT   .../CreatePost
@@ -14,7 +15,8 @@ continues the message's trace:
   timeline CLIENT   INSERT posts                         (SQL)
   timeline PRODUCER publish murmur.events.post.created   (outbox relay)
   pipeline CONSUMER process murmur.events.post.created   (this message)
-  pipeline CLIENT   .../AppendToFeeds -> cache SERVER .../AppendToFeeds
+      (linked from: pipeline INTERNAL fan out posts
+                     -> CLIENT .../AppendPostsToFeeds -> cache SERVER)
   pipeline PRODUCER publish murmur.user
   notifier CONSUMER process murmur.live.user
   notifier PRODUCER send murmur.live.user                (the WebSocket write)
@@ -41,6 +43,7 @@ from murmur_devstack.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 TRACED = ("timeline", "cache", "pipeline", "gateway", "notifier")
 CREATE = "/murmur.timeline.v1.TimelineService/CreatePost"
 APPEND = "/murmur.cache.v1.CacheService/AppendToFeeds"
+FAN_OUT = "/murmur.cache.v1.CacheService/AppendPostsToFeeds"
 
 
 @pytest.fixture(scope="module")
@@ -124,24 +127,49 @@ async def test_a_post_is_one_trace_from_http_to_the_websocket_frame(
         ("timeline", "CLIENT", "INSERT posts"),
         ("timeline", "PRODUCER", "publish murmur.events.post.created"),
         ("pipeline", "CONSUMER", "process murmur.events.post.created"),
-        ("pipeline", "CLIENT", APPEND),
         ("pipeline", "PRODUCER", "publish murmur.user"),
         ("notifier", "CONSUMER", "process murmur.live.user"),
         ("notifier", "PRODUCER", "send murmur.live.user"),
     }
 
+    def fan_out_round(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+        processed = [
+            s
+            for s in spans
+            if s.trace_id == trace_id
+            and s.service == "pipeline"
+            and s.name == "process murmur.events.post.created"
+        ]
+        rounds = [
+            s
+            for s in spans
+            if s.service == "pipeline"
+            and s.name == "fan out posts"
+            and any((trace_id, p.span_id) in s.links for p in processed)
+        ]
+        return rounds[0] if rounds else None
+
     def complete(spans: list[ReceivedSpan]) -> bool:
         mine = [s for s in spans if s.trace_id == trace_id]
         sent = needed <= {(s.service, s.kind, s.name) for s in mine}
         # The gateway's own AppendToFeeds (the author reads their write at
-        # once) and the pipeline's, each with its server side.
+        # once), with its server side.
         calls = {s.span_id for s in mine if s.kind == "CLIENT" and s.name == APPEND}
         served = {s.parent_span_id for s in mine if s.kind == "SERVER" and s.name == APPEND}
-        appended = len(calls) == 2 and calls <= served
+        appended = len(calls) == 1 and calls <= served
         batched = any(
-            s.service == "pipeline" and any(t == trace_id for t, _ in s.links) for s in spans
+            s.service == "pipeline"
+            and s.kind == "CONSUMER"
+            and any(t == trace_id for t, _ in s.links)
+            for s in spans
         )
-        return sent and appended and batched
+        round_ = fan_out_round(spans)
+        # The round's cache call, with its server side.
+        fanned = round_ is not None and any(
+            s.kind == "SERVER" and s.name == FAN_OUT and s.trace_id == round_.trace_id
+            for s in spans
+        )
+        return sent and appended and batched and fanned
 
     spans = await receiver.wait_for(complete, within=20)
     in_trace = [s for s in spans if s.trace_id == trace_id]
@@ -189,10 +217,18 @@ async def test_a_post_is_one_trace_from_http_to_the_websocket_frame(
     assert processed.parent_span_id == published.span_id
     assert processed.attributes["messaging.operation.type"] == "process"
     assert processed.attributes["messaging.consumer.group.name"] == "pipeline"
-    append_call = _one(in_trace, service="pipeline", kind="CLIENT", name=APPEND)
-    assert processed in _ancestors(append_call, by_id)
-    appended = [s for s in in_trace if s.kind == "SERVER" and s.name == APPEND]
-    assert append_call.span_id in {s.parent_span_id for s in appended}
+    assert not [s for s in in_trace if s.service == "pipeline" and s.kind == "CLIENT"]
+    # The fan-out round serves several posts: a trace of its own, linked to
+    # each post's processing span, holding the cache call.
+    round_ = fan_out_round(spans)
+    assert round_ is not None
+    assert round_.trace_id != trace_id and round_.parent_span_id == ""
+    assert (trace_id, processed.span_id) in round_.links
+    assert round_.attributes["murmur.fanout.posts"] >= 1
+    fan_out_call = _one(spans, service="pipeline", kind="CLIENT", name=FAN_OUT)
+    assert round_ in _ancestors(fan_out_call, by_id)
+    served_fan_out = _one(spans, service="cache", kind="SERVER", name=FAN_OUT)
+    assert served_fan_out.parent_span_id == fan_out_call.span_id
 
     fanned = _one(in_trace, service="pipeline", kind="PRODUCER")
     assert fanned.name == "publish murmur.user"

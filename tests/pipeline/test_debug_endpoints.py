@@ -86,7 +86,7 @@ async def test_each_process_reports_its_own_statements(
         async def fanned_out() -> bool:
             # The fan-out reads the author's followers from SQL.
             read = await statements(http, pipeline_url)
-            return any(s.startswith("SELECT follower_id FROM follows") for s in read)
+            return any(s.startswith("SELECT followee_id, follower_id FROM follows") for s in read)
 
         await eventually(fanned_out)
         refused = await http.get(pipeline_url, headers={"Authorization": "Bearer wrong"})

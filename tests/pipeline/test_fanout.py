@@ -9,13 +9,17 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import httpx
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client.parser import text_string_to_metric_families
 
 from murmur.cache.v1 import cache_service_pb2 as cache_rpc
+from murmur.events.v1 import events_pb2
 from murmur.timeline.v1 import timeline_service_pb2 as rpc
 from murmur_core import nats as murmur_nats
 from murmur_core import subjects
+from murmur_core.ids import new_uuid7
 from murmur_devstack import Stack
 
 from .support import World, events_for, eventually
@@ -188,3 +192,82 @@ async def test_each_active_follower_of_a_page_gets_one_event(world: World) -> No
     await eventually(everyone_notified, timeout=20)
     for reader in readers:
         assert await created(reader) == [post_id]
+
+
+async def round_sizes(world: World) -> tuple[float, float]:
+    """(rounds, posts) the pipeline process has fanned out, from its /metrics."""
+    async with httpx.AsyncClient(trust_env=False, timeout=5) as http:
+        text = (await http.get(world.stack.url("pipeline_metrics"))).text
+    found = {"count": 0.0, "sum": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for part in found:
+                if sample.name == f"murmur_pipeline_fanout_round_posts_{part}":
+                    found[part] += sample.value
+    return found["count"], found["sum"]
+
+
+async def test_posts_fetched_together_fan_out_together_each_to_its_own_readers(
+    world: World,
+) -> None:
+    authors = await world.users(*(f"roundauthor{i}" for i in range(6)))
+    readers = await world.users(*(f"roundreader{i}" for i in range(8)))
+    # Overlapping audiences: reader i follows authors i % 6 and (i + 1) % 6,
+    # and reader 0 follows everyone; a reader gets each post of a round once.
+    follows = {r: {authors[i % 6], authors[(i + 1) % 6]} for i, r in enumerate(readers)}
+    follows[readers[0]] = set(authors)
+    for reader, followed in follows.items():
+        for author in followed:
+            await world.timeline.Follow(rpc.FollowRequest(follower_id=reader, followee_id=author))
+
+    async def follows_applied_by_the_cache() -> bool:
+        info = await world.js.consumer_info(subjects.EVENTS_STREAM, "cache-invalidation")
+        return not info.num_pending and not info.num_ack_pending
+
+    # Each follow drops the follower's cached feed; only a feed cached after
+    # the last one shows the fan-out below.
+    await eventually(follows_applied_by_the_cache)
+    for reader in readers:
+        await world.read_home(reader)
+    pipeline = world.stack.process("pipeline")
+    await pipeline.stop()
+    # Written while the pipeline is away, so that it fetches them in one batch.
+    posts = {author: await world.post(author) for author in authors}
+    ghost = events_pb2.Event(
+        event_id=new_uuid7(),
+        post_created=events_pb2.PostCreated(post_id=new_uuid7(), author_id="ghost-author"),
+    )
+    await world.js.publish(
+        "murmur.events.post.created",
+        ghost.SerializeToString(),
+        headers={"Nats-Msg-Id": ghost.event_id},
+    )
+    await pipeline.start()
+
+    def expected(reader: str) -> set[str]:
+        return {posts[a] for a in follows[reader]}
+
+    async def created(reader: str) -> list[str]:
+        found = await events_for(world.js, reader)
+        return [e.post_created.post_id for e in found if e.WhichOneof("payload") == "post_created"]
+
+    async def everyone_notified() -> bool:
+        return all([set(await created(r)) >= expected(r) for r in readers])
+
+    await eventually(everyone_notified, timeout=20)
+    await asyncio.sleep(0.5)  # a duplicate or a stray post, if any, would be stored by now
+    for reader in readers:
+        assert sorted(await created(reader)) == sorted(expected(reader))
+        page = await world.read_home(reader)
+        assert page.source != cache_rpc.SOURCE_TIMELINE
+        assert {p.id for p in page.posts} & set(posts.values()) == expected(reader)
+    for author in authors:  # each author is told of their own post
+        assert posts[author] in await created(author)
+
+    # The unknown author's event went to the dead letters alone.
+    dead = await world.js.get_last_msg(subjects.DEAD_LETTER_STREAM, "murmur.dlq.pipeline")
+    assert events_pb2.Event.FromString(dead.data or b"").event_id == ghost.event_id
+    # Fewer rounds than posts: they were fanned out together.
+    rounds, fanned = await round_sizes(world)
+    assert fanned >= len(authors) + 1
+    assert rounds < fanned

@@ -181,10 +181,13 @@ async def ensure_stream(
         await js.update_stream(config)
 
 
-def inject_trace_context(headers: dict[str, str] | None = None) -> dict[str, str]:
-    """Headers with the current span's ``traceparent`` (and baggage) added."""
+def inject_trace_context(
+    headers: dict[str, str] | None = None, *, context: otel_context.Context | None = None
+) -> dict[str, str]:
+    """Headers with the ``traceparent`` (and baggage) of the current span, or
+    of ``context``, added."""
     carrier: dict[str, str] = dict(headers or {})
-    propagate.inject(carrier)
+    propagate.inject(carrier, context=context)
     return carrier
 
 

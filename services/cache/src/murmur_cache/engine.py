@@ -317,6 +317,29 @@ class CacheEngine:
         await self._tell_other_instances(names)
         return appended
 
+    async def append_posts_to_feeds(
+        self, appends: Sequence[tuple[str, Sequence[str]]], within_seconds: float
+    ) -> tuple[int, list[list[str]]]:
+        """Each post to its owners' home feeds; with ``within_seconds``, to
+        those active that recently only. One activity lookup for every owner
+        and one script round for every feed, each feed getting all its posts
+        at once. Returns the ids added and, per append, the owners kept."""
+        if within_seconds:
+            distinct = list(dict.fromkeys(o for _, owners in appends for o in owners))
+            active = set(await self.activity.only_active(distinct, within_seconds))
+            kept = [[o for o in owners if o in active] for _, owners in appends]
+        else:
+            kept = [list(owners) for _, owners in appends]
+        per_owner: dict[str, list[str]] = {}
+        for (post_id, _), owners in zip(appends, kept, strict=True):
+            for owner in owners:
+                per_owner.setdefault(owner, []).append(post_id)
+        _, added, names = await self.feeds.append_each(
+            [(home(o), ids) for o, ids in per_owner.items()]
+        )
+        await self._tell_other_instances(names)
+        return added, kept
+
     async def acquire_lease(self, key: FeedKey) -> Lease | None:
         """The fill lease of a feed, for callers that rebuild it themselves."""
         name = self.names.feed(key)

@@ -432,13 +432,22 @@ class Feeds:
     ) -> tuple[int, list[str]]:
         """Append to the feeds that exist; how many did, and the feeds' L1
         names (dropped here, for the caller to tell other instances)."""
-        triples = [self._triple(k) for k in keys]
-        appended = await self._guard.run(
-            self._store.append_to_feeds(triples, post_ids, self._settings.feed_cap), default=0
+        present, _, names = await self.append_each([(k, post_ids) for k in keys])
+        return present, names
+
+    async def append_each(
+        self, appends: Sequence[tuple[FeedKey, Sequence[str]]]
+    ) -> tuple[int, int, list[str]]:
+        """Append to each feed that exists its own ids: how many feeds were
+        present, how many ids went into them, and the feeds' L1 names (dropped
+        here, for the caller to tell other instances)."""
+        triples = [(self._triple(k), ids) for k, ids in appends]
+        present, added = await self._guard.run(
+            self._store.append_to_feeds(triples, self._settings.feed_cap), default=(0, 0)
         )
-        names = [t[0] for t in triples]
+        names = [t[0][0] for t in triples]
         self.drop_l1(names)
-        return appended, names
+        return present, added, names
 
     async def remove(
         self, keys: Sequence[FeedKey], post_ids: Sequence[str]

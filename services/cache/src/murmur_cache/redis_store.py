@@ -15,7 +15,6 @@ from typing import cast
 
 from prometheus_client import Histogram
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from murmur_core.metrics import LATENCY_BUCKETS
 
@@ -81,27 +80,34 @@ return 1
 # Redis node; a Redis Cluster deployment would group the triples by slot (each
 # feed's keys share a hash tag). A version moves even when its feed is absent,
 # so a rebuild in flight that read its source before this change cannot fill
-# an outdated copy. Both return how many of the feeds were present.
+# an outdated copy.
 
-# ARGV: version ttl ms, cap, then ids to add.
+# ARGV: version ttl ms, cap, then for each feed in KEYS order how many ids it
+# gets and those ids (a batch of posts reaches each reader with their own).
+# Returns {feeds present, ids added to them}.
 _APPEND = """
 local present = 0
+local added = 0
 local cap = tonumber(ARGV[2])
+local a = 3
 for k = 1, #KEYS, 3 do
+  local n = tonumber(ARGV[a])
   local v = redis.call('INCR', KEYS[k + 2])
   redis.call('PEXPIRE', KEYS[k + 2], ARGV[1])
   if redis.call('EXISTS', KEYS[k + 1]) == 1 then
-    for i = 3, #ARGV do redis.call('ZADD', KEYS[k], 0, ARGV[i]) end
+    for i = a + 1, a + n do redis.call('ZADD', KEYS[k], 0, ARGV[i]) end
     local excess = redis.call('ZCARD', KEYS[k]) - cap
     if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, excess - 1) end
     redis.call('HSET', KEYS[k + 1], 'v', v)
     present = present + 1
+    added = added + n
   end
+  a = a + n + 1
 end
-return present
+return {present, added}
 """
 
-# ARGV: version ttl ms, then ids to remove.
+# ARGV: version ttl ms, then ids to remove. Returns how many feeds were present.
 _REMOVE = """
 local present = 0
 for k = 1, #KEYS, 3 do
@@ -286,33 +292,36 @@ class RedisStore:
         return int(result) if int(result) > 0 else None
 
     async def append_to_feeds(
-        self, feeds: Sequence[tuple[str, str, str]], post_ids: Sequence[str], cap: int
-    ) -> int:
+        self, appends: Sequence[tuple[tuple[str, str, str], Sequence[str]]], cap: int
+    ) -> tuple[int, int]:
+        """Add each feed's own ids to it when it is cached: (feed, meta,
+        version) names with ids, each feed once. Returns how many feeds were
+        present and how many ids went into them."""
+        # Script calls of their own rather than a pipeline: redis-py asks Redis
+        # whether a pipeline's scripts exist before every pipeline (one more
+        # round trip), while a lone EVALSHA loads its script only when missing.
+        calls = []
+        for start in range(0, len(appends), FEEDS_PER_CALL):
+            keys: list[str] = []
+            args: list[str | int] = [self._version_ttl_ms, cap]
+            for names, ids in appends[start : start + FEEDS_PER_CALL]:
+                keys += names
+                args.append(len(ids))
+                args += ids
+            calls.append(self._append(keys=keys, args=args))
         with timed("append_to_feeds"):
-            return await self._per_feed_chunks(
-                self._append, feeds, [self._version_ttl_ms, cap, *post_ids]
-            )
+            results = await asyncio.gather(*calls)
+        return sum(int(r[0]) for r in results), sum(int(r[1]) for r in results)
 
     async def remove_from_feeds(
         self, feeds: Sequence[tuple[str, str, str]], post_ids: Sequence[str]
     ) -> int:
-        with timed("remove_from_feeds"):
-            return await self._per_feed_chunks(
-                self._remove, feeds, [self._version_ttl_ms, *post_ids]
-            )
-
-    async def _per_feed_chunks(
-        self,
-        script: AsyncScript,
-        feeds: Sequence[tuple[str, str, str]],
-        args: list[str | int],
-    ) -> int:
-        # Script calls of their own rather than a pipeline: redis-py asks Redis
-        # whether a pipeline's scripts exist before every pipeline (one more
-        # round trip), while a lone EVALSHA loads its script only when missing.
         chunks = (feeds[i : i + FEEDS_PER_CALL] for i in range(0, len(feeds), FEEDS_PER_CALL))
-        calls = [script(keys=[name for feed in c for name in feed], args=args) for c in chunks]
-        results = await asyncio.gather(*calls)
+        args: list[str | int] = [self._version_ttl_ms, *post_ids]
+        with timed("remove_from_feeds"):
+            results = await asyncio.gather(
+                *(self._remove(keys=[n for feed in c for n in feed], args=args) for c in chunks)
+            )
         return sum(int(r) for r in results)
 
     async def invalidate_feeds(self, feeds: Sequence[tuple[str, str, str]], *, hard: bool) -> int:

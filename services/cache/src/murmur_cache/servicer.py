@@ -209,6 +209,32 @@ class CacheServicer(rpc_grpc.CacheServiceServicer):
         )
 
     @handler
+    async def AppendPostsToFeeds(
+        self, request: rpc.AppendPostsToFeedsRequest, context: Context
+    ) -> rpc.AppendPostsToFeedsResponse:
+        if not request.appends:
+            raise Invalid("appends must not be empty")
+        maximum = self._settings.max_batch
+        total = sum(len(a.owner_ids) for a in request.appends)
+        if total > maximum:
+            raise Invalid(f"appends name {total} owner ids; the limit is {maximum}")
+        appends = [
+            (
+                _post_id(a.post_id, "appends.post_id"),
+                _users(a.owner_ids, "appends.owner_ids", maximum),
+            )
+            for a in request.appends
+        ]
+        within = request.only_active_within_seconds
+        if within:
+            self._check_within(within)
+        added, kept = await self._engine.append_posts_to_feeds(appends, within)
+        return rpc.AppendPostsToFeedsResponse(
+            appended=added,
+            active=[rpc.OwnerIds(owner_ids=owners) for owners in kept] if within else [],
+        )
+
+    @handler
     async def RemoveFromFeeds(
         self, request: rpc.RemoveFromFeedsRequest, context: Context
     ) -> rpc.RemoveFromFeedsResponse:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from opentelemetry import context as otel_context
-from prometheus_client import Counter, Histogram
 
 from murmur.cache.v1 import cache_service_pb2 as cache_rpc
 from murmur.events.v1 import events_pb2
 from murmur_core.consumer import Poison
+from murmur_timeline.pipeline.post_fanout import FEED_INSERTS, PostFanOut
 from murmur_timeline.pipeline.settings import PipelineSettings
 from murmur_timeline.pipeline.user_events import UserEvents
 from murmur_timeline.storage import NotFound, TimelineStore
@@ -27,20 +27,6 @@ if TYPE_CHECKING:
     from murmur.cache.v1.cache_service_pb2_grpc import CacheServiceAsyncStub as CacheStub
 
 log = logging.getLogger(__name__)
-
-FEED_INSERTS = Counter(
-    "murmur_pipeline_feed_inserts_total", "Post ids appended to readers' cached home feeds."
-)
-FANOUTS = Counter(
-    "murmur_pipeline_fanouts_total",
-    "Posts handled, by mode: push (fanned out) or pull (large author, merged on read).",
-    ["mode"],
-)
-FANOUT_SIZE = Histogram(
-    "murmur_pipeline_fanout_recipients",
-    "Active followers a post was fanned out to.",
-    buckets=(0, 1, 10, 100, 1_000, 10_000, 100_000),
-)
 
 
 class FanOut:
@@ -55,6 +41,7 @@ class FanOut:
         self._store = store
         self._cache = cache
         self._user_events = user_events
+        self._posts = PostFanOut(settings, store, cache, user_events)
         self._active_seconds = settings.active_days * 86400
 
     @staticmethod
@@ -90,7 +77,7 @@ class FanOut:
     async def apply(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
         kind = event.WhichOneof("payload")
         if kind == "post_created":
-            await self._post_created(event, parent)
+            await self._posts.fan_out(event, parent)
         elif kind == "post_deleted":
             await self._post_deleted(event, parent)
         elif kind == "follow_created":
@@ -101,18 +88,14 @@ class FanOut:
             # followee's followers-only posts, and is rebuilt on the next read.
             await self._user_events.publish(event, [follow.follower_id], parent)
 
-    async def _is_large(self, author_id: str, *, record: bool = False) -> bool:
-        """Whether the author has more followers than the hybrid threshold;
-        with ``record``, the mode is stored for readers when it changed (a
-        write only then: this runs for every post)."""
+    async def _is_large(self, author_id: str) -> bool:
+        """Whether the author has more followers than the hybrid threshold
+        (the mode is recorded by the fan-out of their posts)."""
         try:
-            count, pulled = await self._store.fanout_mode(author_id)
+            count, _ = await self._store.fanout_mode(author_id)
         except NotFound as exc:
             raise Poison(f"unknown author {author_id}") from exc
-        large = count > self._settings.hybrid_threshold
-        if record and large != pulled and await self._store.set_pull_mode(author_id, large):
-            log.info("author fan-out mode changed", extra={"pull": large})
-        return large
+        return count > self._settings.hybrid_threshold
 
     async def _follower_pages(self, author_id: str) -> AsyncIterator[list[str]]:
         """The author's followers, a page at a time, from the source of truth."""
@@ -125,38 +108,6 @@ class FanOut:
             if len(page) < page_size:
                 return
             after = page[-1]
-
-    async def _post_created(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
-        created = event.post_created
-        author = created.author_id
-        # The author's own feeds get the post from the cache's own event
-        # handler; their per-user event goes out with the first page's.
-        author_first = [author]
-        if await self._is_large(author, record=True):
-            FANOUTS.labels("pull").inc()
-            await self._user_events.publish(event, author_first, parent)
-            return
-        FANOUTS.labels("push").inc()
-        recipients = 0
-        async for followers in self._follower_pages(author):
-            # One call filters the page by activity and appends to the feeds
-            # of those who pass (the cached ones among them).
-            reply = await self._cache.AppendToFeeds(
-                cache_rpc.AppendToFeedsRequest(
-                    owner_ids=followers,
-                    post_id=created.post_id,
-                    only_active_within_seconds=self._active_seconds,
-                ),
-                timeout=self._settings.cache_timeout_seconds,
-            )
-            FEED_INSERTS.inc(reply.appended)
-            readers = list(reply.active_owner_ids)
-            await self._user_events.publish(event, author_first + readers, parent)
-            author_first = []
-            recipients += len(readers)
-        if author_first:  # no followers at all
-            await self._user_events.publish(event, author_first, parent)
-        FANOUT_SIZE.observe(recipients)
 
     async def _follow_created(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
         """Merge the followee's recent posts into the follower's cached feed

@@ -33,10 +33,10 @@ class PipelineSettings(ServiceSettings):
     # gets it: the latency a crashed instance costs its batch in hand.
     ack_wait_seconds: float = Field(default=10.0, gt=0)
     # Events of one fetched batch applied at once (an author's own events, and
-    # a follower's, still in stream order). An event spends most of its time
-    # waiting on SQL, the cache and JetStream acks, so this is well above the
-    # core count (see docs/pipeline.md for 16 against 64).
-    concurrency: int = Field(default=64, ge=1)
+    # a follower's, still in stream order). The posts among them are fanned
+    # out together, in one round of queries, cache calls and acks, so this is
+    # the fetch batch: a smaller value splits a batch into several rounds.
+    concurrency: int = Field(default=256, ge=1)
 
     # Readers who have not read or connected for this long get no fan-out;
     # their feed is rebuilt from SQL when they return.
@@ -44,7 +44,7 @@ class PipelineSettings(ServiceSettings):
     # Authors with more followers than this are not fanned out: their recent
     # posts are merged into readers' pages when read (see docs/pipeline.md).
     hybrid_threshold: int = Field(default=10_000, ge=0)
-    # Followers read from SQL, filtered and appended per round.
+    # Followers read from SQL per page, and owners per cache call.
     fanout_page: int = Field(default=5_000, ge=1)
     # A new follow merges this many of the followee's recent posts into the feed.
     follow_merge_posts: int = Field(default=50, ge=0, le=100)

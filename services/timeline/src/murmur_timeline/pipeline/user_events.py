@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter
 
 from murmur.events.v1 import events_pb2
@@ -30,6 +30,10 @@ tracer = trace.get_tracer(__name__)
 PUBLISHED = Counter(
     "murmur_pipeline_user_events_total", "Per-user events published for the notifier."
 )
+
+
+# A domain event, whom to send it to, and the trace its copies continue.
+Copies = tuple[events_pb2.Event, Sequence[str], otel_context.Context]
 
 
 class UserEvents:
@@ -44,46 +48,85 @@ class UserEvents:
         recipients: Sequence[str],
         parent: otel_context.Context,
     ) -> None:
-        kind = event.WhichOneof("payload")
-        if not recipients or kind is None:
-            return
-        subject_kind = subjects.kind_of_payload_field(kind)
-        copy = events_pb2.UserEvent(event_id=event.event_id, occurred_at=event.occurred_at)
-        getattr(copy, kind).CopyFrom(getattr(event, kind))
-        with tracer.start_as_current_span(
-            f"publish {subjects.USER_PREFIX}",
-            context=parent,
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.operation.type": "publish",
-                "messaging.destination.name": f"{subjects.USER_PREFIX}.*.{subject_kind}",
-                "messaging.batch.message_count": len(recipients),
-            },
-        ):
-            trace_headers = inject_trace_context()
-            # The trace headers and the start of the dedup id are the burst's;
-            # only the user id differs from copy to copy.
-            id_prefix = header_lines(trace_headers) + header_lines({"Nats-Msg-Id": event.event_id})
-            id_prefix = id_prefix.removesuffix(b"\r\n") + b"."
-            *rest, last = recipients
-            burst = []
-            for user_id in rest:
-                copy.user_id = user_id
-                burst.append(
-                    (
-                        subjects.user_subject(user_id, subject_kind),
-                        copy.SerializeToString(),
-                        id_prefix + header_value(user_id) + b"\r\n",
-                    )
+        await self.publish_each([(event, recipients, parent)])
+
+    async def publish_each(self, events: Sequence[Copies]) -> None:
+        """Every event's copies, in one burst and one ack. Each event gets a
+        producer span in its own trace, which its copies carry."""
+        burst: list[tuple[str, bytes, bytes]] = []
+        spans: list[trace.Span] = []
+        last: tuple[str, bytes, dict[str, str]] | None = None
+        copies = 0
+        try:
+            for event, recipients, parent in events:
+                kind = event.WhichOneof("payload")
+                if not recipients or kind is None:
+                    continue
+                subject_kind = subjects.kind_of_payload_field(kind)
+                span = tracer.start_span(
+                    f"publish {subjects.USER_PREFIX}",
+                    context=parent,
+                    kind=SpanKind.PRODUCER,
+                    attributes={
+                        "messaging.system": "nats",
+                        "messaging.operation.type": "publish",
+                        "messaging.destination.name": f"{subjects.USER_PREFIX}.*.{subject_kind}",
+                        "messaging.batch.message_count": len(recipients),
+                    },
                 )
+                spans.append(span)
+                copies += len(recipients)
+                trace_headers = inject_trace_context(context=trace.set_span_in_context(span))
+                copy = events_pb2.UserEvent(event_id=event.event_id, occurred_at=event.occurred_at)
+                getattr(copy, kind).CopyFrom(getattr(event, kind))
+                # The trace headers and the start of the dedup id are the
+                # event's; only the user id differs from copy to copy.
+                id_prefix = header_lines(trace_headers) + header_lines(
+                    {"Nats-Msg-Id": event.event_id}
+                )
+                id_prefix = id_prefix.removesuffix(b"\r\n") + b"."
+                if last is not None:
+                    burst.append(_plain(*last))
+                *rest, final = recipients
+                for user_id in rest:
+                    copy.user_id = user_id
+                    burst.append(
+                        (
+                            subjects.user_subject(user_id, subject_kind),
+                            copy.SerializeToString(),
+                            id_prefix + header_value(user_id) + b"\r\n",
+                        )
+                    )
+                copy.user_id = final
+                last = (
+                    subjects.user_subject(final, subject_kind),
+                    copy.SerializeToString(),
+                    {**trace_headers, "Nats-Msg-Id": f"{event.event_id}.{final}"},
+                )
+            if last is None:
+                return
             await self._nc.publish_many(burst)
-            copy.user_id = last
+            # JetStream stores one connection's messages to a stream in the
+            # order they came: this ack says the whole burst is stored.
+            subject, payload, headers = last
             await self._js.publish(
-                subjects.user_subject(last, subject_kind),
-                copy.SerializeToString(),
+                subject,
+                payload,
                 timeout=self._ack_timeout,
                 stream=subjects.USER_STREAM,
-                headers={**trace_headers, "Nats-Msg-Id": f"{event.event_id}.{last}"},
+                headers=headers,
             )
-        PUBLISHED.inc(len(recipients))
+        except BaseException as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            for span in spans:
+                span.end()
+        PUBLISHED.inc(copies)
+
+
+def _plain(subject: str, payload: bytes, headers: dict[str, str]) -> tuple[str, bytes, bytes]:
+    """An event's last copy, not the burst's: published without its own ack."""
+    return subject, payload, header_lines(headers)

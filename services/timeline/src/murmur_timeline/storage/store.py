@@ -198,6 +198,36 @@ class TimelineStore:
             raise NotFound(f"user {user_id} not found")
         return int(row[0]), bool(row[1])
 
+    async def fanout_modes(self, user_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
+        """``fanout_mode`` of several users in one query; unknown ones are absent."""
+        if not user_ids:
+            return {}
+        placeholders = ", ".join(f"${i}" for i in range(1, len(user_ids) + 1))
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                f"SELECT id, follower_count, fanout_pull FROM users WHERE id IN ({placeholders})",
+                *user_ids,
+            )
+        return {row[0]: (int(row[1]), bool(row[2])) for row in rows}
+
+    async def followers_of(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Every follower of each of these users, in one query: for authors
+        known to have few (their follower count), where paging would cost a
+        query per author. Users with none are absent."""
+        if not user_ids:
+            return {}
+        placeholders = ", ".join(f"${i}" for i in range(1, len(user_ids) + 1))
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                "SELECT followee_id, follower_id FROM follows"
+                f" WHERE followee_id IN ({placeholders})",
+                *user_ids,
+            )
+        followers: dict[str, list[str]] = {}
+        for row in rows:
+            followers.setdefault(row[0], []).append(row[1])
+        return followers
+
     async def followees(self, user_id: str, limit: int) -> list[str]:
         """Up to ``limit`` users ``user_id`` follows, by id."""
         async with self.db.read() as conn:

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from murmur.timeline.v1 import resources_pb2 as murmur_dot_timeline_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#murmur/cache/v1/cache_service.proto\x12\x0fmurmur.cache.v1\x1a\"murmur/timeline/v1/resources.proto\"D\n\x07\x46\x65\x65\x64Ref\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.murmur.cache.v1.FeedKind\x12\x10\n\x08owner_id\x18\x02 \x01(\t\"q\n\x12GetFeedPageRequest\x12&\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x18.murmur.cache.v1.FeedRef\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x11\n\tbefore_id\x18\x04 \x01(\t\"\xb0\x01\n\x13GetFeedPageResponse\x12\'\n\x05posts\x18\x01 \x03(\x0b\x32\x18.murmur.timeline.v1.Post\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\'\n\x06source\x18\x03 \x01(\x0e\x32\x17.murmur.cache.v1.Source\x12\r\n\x05stale\x18\x04 \x01(\x08\x12\x15\n\rbeyond_window\x18\x05 \x01(\x08\x12\x0f\n\x07version\x18\x06 \x01(\x04\"6\n\x0fGetPostsRequest\x12\x10\n\x08post_ids\x18\x01 \x03(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\"s\n\x10GetPostsResponse\x12\'\n\x05posts\x18\x01 \x03(\x0b\x32\x18.murmur.timeline.v1.Post\x12\'\n\x06source\x18\x02 \x01(\x0e\x32\x17.murmur.cache.v1.Source\x12\r\n\x05stale\x18\x03 \x01(\x08\":\n\x0fPutPostsRequest\x12\'\n\x05posts\x18\x01 \x03(\x0b\x32\x18.murmur.timeline.v1.Post\"7\n\x10PutPostsResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x05\x12\x13\n\x0brefused_ids\x18\x02 \x03(\t\"T\n\x17\x41\x63quireFeedLeaseRequest\x12&\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x18.murmur.cache.v1.FeedRef\x12\x11\n\tfull_view\x18\x02 \x01(\x08\":\n\x18\x41\x63quireFeedLeaseResponse\x12\r\n\x05lease\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\xa7\x01\n\x0f\x46illFeedRequest\x12&\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x18.murmur.cache.v1.FeedRef\x12\x11\n\tfull_view\x18\x02 \x01(\x08\x12\r\n\x05lease\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\'\n\x05posts\x18\x05 \x03(\x0b\x32\x18.murmur.timeline.v1.Post\x12\x10\n\x08\x63omplete\x18\x06 \x01(\x08\"$\n\x10\x46illFeedResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"\x9d\x01\n\x14\x41ppendToFeedsRequest\x12\x11\n\towner_ids\x18\x01 \x03(\t\x12\x0f\n\x07post_id\x18\x02 \x01(\t\x12&\n\x04post\x18\x03 \x01(\x0b\x32\x18.murmur.timeline.v1.Post\x12\x15\n\rmore_post_ids\x18\x04 \x03(\t\x12\"\n\x1aonly_active_within_seconds\x18\x05 \x01(\x01\"C\n\x15\x41ppendToFeedsResponse\x12\x10\n\x08\x61ppended\x18\x01 \x01(\x05\x12\x18\n\x10\x61\x63tive_owner_ids\x18\x02 \x03(\t\"=\n\x16RemoveFromFeedsRequest\x12\x11\n\towner_ids\x18\x01 \x03(\t\x12\x10\n\x08post_ids\x18\x02 \x03(\t\"*\n\x17RemoveFromFeedsResponse\x12\x0f\n\x07touched\x18\x01 \x01(\x05\"h\n\x11InvalidateRequest\x12\'\n\x05\x66\x65\x65\x64s\x18\x01 \x03(\x0b\x32\x18.murmur.cache.v1.FeedRef\x12\x18\n\x10\x64\x65leted_post_ids\x18\x02 \x03(\t\x12\x10\n\x08user_ids\x18\x03 \x03(\t\"%\n\x12InvalidateResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x05\"%\n\x12WarmSessionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"%\n\x13WarmSessionResponse\x12\x0e\n\x06loaded\x18\x01 \x01(\x08\"\x11\n\x0fGetStatsRequest\"*\n\nLayerStats\x12\x0c\n\x04hits\x18\x01 \x01(\x04\x12\x0e\n\x06misses\x18\x02 \x01(\x04\"\xe3\x01\n\x10GetStatsResponse\x12\'\n\x02l1\x18\x01 \x01(\x0b\x32\x1b.murmur.cache.v1.LayerStats\x12*\n\x05redis\x18\x02 \x01(\x0b\x32\x1b.murmur.cache.v1.LayerStats\x12\x10\n\x08rebuilds\x18\x03 \x01(\x04\x12\x14\n\x0cstale_served\x18\x04 \x01(\x04\x12\x12\n\nl1_entries\x18\x05 \x01(\x04\x12\x10\n\x08l1_bytes\x18\x06 \x01(\x04\x12\x13\n\x0blease_waits\x18\x07 \x01(\x04\x12\x17\n\x0fredis_available\x18\x08 \x01(\x08\"?\n\x13\x46ilterActiveRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x16\n\x0ewithin_seconds\x18\x02 \x01(\x01\"(\n\x14\x46ilterActiveResponse\x12\x10\n\x08user_ids\x18\x01 \x03(\t*M\n\x08\x46\x65\x65\x64Kind\x12\x19\n\x15\x46\x45\x45\x44_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46\x45\x45\x44_KIND_HOME\x10\x01\x12\x12\n\x0e\x46\x45\x45\x44_KIND_USER\x10\x02*V\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\r\n\tSOURCE_L1\x10\x01\x12\x10\n\x0cSOURCE_REDIS\x10\x02\x12\x13\n\x0fSOURCE_TIMELINE\x10\x03\x32\xe9\x07\n\x0c\x43\x61\x63heService\x12X\n\x0bGetFeedPage\x12#.murmur.cache.v1.GetFeedPageRequest\x1a$.murmur.cache.v1.GetFeedPageResponse\x12O\n\x08GetPosts\x12 .murmur.cache.v1.GetPostsRequest\x1a!.murmur.cache.v1.GetPostsResponse\x12O\n\x08PutPosts\x12 .murmur.cache.v1.PutPostsRequest\x1a!.murmur.cache.v1.PutPostsResponse\x12O\n\x08\x46illFeed\x12 .murmur.cache.v1.FillFeedRequest\x1a!.murmur.cache.v1.FillFeedResponse\x12g\n\x10\x41\x63quireFeedLease\x12(.murmur.cache.v1.AcquireFeedLeaseRequest\x1a).murmur.cache.v1.AcquireFeedLeaseResponse\x12^\n\rAppendToFeeds\x12%.murmur.cache.v1.AppendToFeedsRequest\x1a&.murmur.cache.v1.AppendToFeedsResponse\x12\x64\n\x0fRemoveFromFeeds\x12\'.murmur.cache.v1.RemoveFromFeedsRequest\x1a(.murmur.cache.v1.RemoveFromFeedsResponse\x12U\n\nInvalidate\x12\".murmur.cache.v1.InvalidateRequest\x1a#.murmur.cache.v1.InvalidateResponse\x12X\n\x0bWarmSession\x12#.murmur.cache.v1.WarmSessionRequest\x1a$.murmur.cache.v1.WarmSessionResponse\x12O\n\x08GetStats\x12 .murmur.cache.v1.GetStatsRequest\x1a!.murmur.cache.v1.GetStatsResponse\x12[\n\x0c\x46ilterActive\x12$.murmur.cache.v1.FilterActiveRequest\x1a%.murmur.cache.v1.FilterActiveResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#murmur/cache/v1/cache_service.proto\x12\x0fmurmur.cache.v1\x1a\"murmur/timeline/v1/resources.proto\"D\n\x07\x46\x65\x65\x64Ref\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.murmur.cache.v1.FeedKind\x12\x10\n\x08owner_id\x18\x02 \x01(\t\"q\n\x12GetFeedPageRequest\x12&\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x18.murmur.cache.v1.FeedRef\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x11\n\tbefore_id\x18\x04 \x01(\t\"\xb0\x01\n\x13GetFeedPageResponse\x12\'\n\x05posts\x18\x01 \x03(\x0b\x32\x18.murmur.timeline.v1.Post\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\'\n\x06source\x18\x03 \x01(\x0e\x32\x17.murmur.cache.v1.Source\x12\r\n\x05stale\x18\x04 \x01(\x08\x12\x15\n\rbeyond_window\x18\x05 \x01(\x08\x12\x0f\n\x07version\x18\x06 \x01(\x04\"6\n\x0fGetPostsRequest\x12\x10\n\x08post_ids\x18\x01 \x03(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\"s\n\x10GetPostsResponse\x12\'\n\x05posts\x18\x01 \x03(\x0b\x32\x18.murmur.timeline.v1.Post\x12\'\n\x06source\x18\x02 \x01(\x0e\x32\x17.murmur.cache.v1.Source\x12\r\n\x05stale\x18\x03 \x01(\x08\":\n\x0fPutPostsRequest\x12\'\n\x05posts\x18\x01 \x03(\x0b\x32\x18.murmur.timeline.v1.Post\"7\n\x10PutPostsResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x05\x12\x13\n\x0brefused_ids\x18\x02 \x03(\t\"T\n\x17\x41\x63quireFeedLeaseRequest\x12&\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x18.murmur.cache.v1.FeedRef\x12\x11\n\tfull_view\x18\x02 \x01(\x08\":\n\x18\x41\x63quireFeedLeaseResponse\x12\r\n\x05lease\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\xa7\x01\n\x0f\x46illFeedRequest\x12&\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x18.murmur.cache.v1.FeedRef\x12\x11\n\tfull_view\x18\x02 \x01(\x08\x12\r\n\x05lease\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\'\n\x05posts\x18\x05 \x03(\x0b\x32\x18.murmur.timeline.v1.Post\x12\x10\n\x08\x63omplete\x18\x06 \x01(\x08\"$\n\x10\x46illFeedResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"\x9d\x01\n\x14\x41ppendToFeedsRequest\x12\x11\n\towner_ids\x18\x01 \x03(\t\x12\x0f\n\x07post_id\x18\x02 \x01(\t\x12&\n\x04post\x18\x03 \x01(\x0b\x32\x18.murmur.timeline.v1.Post\x12\x15\n\rmore_post_ids\x18\x04 \x03(\t\x12\"\n\x1aonly_active_within_seconds\x18\x05 \x01(\x01\"C\n\x15\x41ppendToFeedsResponse\x12\x10\n\x08\x61ppended\x18\x01 \x01(\x05\x12\x18\n\x10\x61\x63tive_owner_ids\x18\x02 \x03(\t\"0\n\nPostAppend\x12\x0f\n\x07post_id\x18\x01 \x01(\t\x12\x11\n\towner_ids\x18\x02 \x03(\t\"m\n\x19\x41ppendPostsToFeedsRequest\x12,\n\x07\x61ppends\x18\x01 \x03(\x0b\x32\x1b.murmur.cache.v1.PostAppend\x12\"\n\x1aonly_active_within_seconds\x18\x02 \x01(\x01\"\x1d\n\x08OwnerIds\x12\x11\n\towner_ids\x18\x01 \x03(\t\"Y\n\x1a\x41ppendPostsToFeedsResponse\x12\x10\n\x08\x61ppended\x18\x01 \x01(\x05\x12)\n\x06\x61\x63tive\x18\x02 \x03(\x0b\x32\x19.murmur.cache.v1.OwnerIds\"=\n\x16RemoveFromFeedsRequest\x12\x11\n\towner_ids\x18\x01 \x03(\t\x12\x10\n\x08post_ids\x18\x02 \x03(\t\"*\n\x17RemoveFromFeedsResponse\x12\x0f\n\x07touched\x18\x01 \x01(\x05\"h\n\x11InvalidateRequest\x12\'\n\x05\x66\x65\x65\x64s\x18\x01 \x03(\x0b\x32\x18.murmur.cache.v1.FeedRef\x12\x18\n\x10\x64\x65leted_post_ids\x18\x02 \x03(\t\x12\x10\n\x08user_ids\x18\x03 \x03(\t\"%\n\x12InvalidateResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x05\"%\n\x12WarmSessionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"%\n\x13WarmSessionResponse\x12\x0e\n\x06loaded\x18\x01 \x01(\x08\"\x11\n\x0fGetStatsRequest\"*\n\nLayerStats\x12\x0c\n\x04hits\x18\x01 \x01(\x04\x12\x0e\n\x06misses\x18\x02 \x01(\x04\"\xe3\x01\n\x10GetStatsResponse\x12\'\n\x02l1\x18\x01 \x01(\x0b\x32\x1b.murmur.cache.v1.LayerStats\x12*\n\x05redis\x18\x02 \x01(\x0b\x32\x1b.murmur.cache.v1.LayerStats\x12\x10\n\x08rebuilds\x18\x03 \x01(\x04\x12\x14\n\x0cstale_served\x18\x04 \x01(\x04\x12\x12\n\nl1_entries\x18\x05 \x01(\x04\x12\x10\n\x08l1_bytes\x18\x06 \x01(\x04\x12\x13\n\x0blease_waits\x18\x07 \x01(\x04\x12\x17\n\x0fredis_available\x18\x08 \x01(\x08\"?\n\x13\x46ilterActiveRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x16\n\x0ewithin_seconds\x18\x02 \x01(\x01\"(\n\x14\x46ilterActiveResponse\x12\x10\n\x08user_ids\x18\x01 \x03(\t*M\n\x08\x46\x65\x65\x64Kind\x12\x19\n\x15\x46\x45\x45\x44_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46\x45\x45\x44_KIND_HOME\x10\x01\x12\x12\n\x0e\x46\x45\x45\x44_KIND_USER\x10\x02*V\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\r\n\tSOURCE_L1\x10\x01\x12\x10\n\x0cSOURCE_REDIS\x10\x02\x12\x13\n\x0fSOURCE_TIMELINE\x10\x03\x32\xd8\x08\n\x0c\x43\x61\x63heService\x12X\n\x0bGetFeedPage\x12#.murmur.cache.v1.GetFeedPageRequest\x1a$.murmur.cache.v1.GetFeedPageResponse\x12O\n\x08GetPosts\x12 .murmur.cache.v1.GetPostsRequest\x1a!.murmur.cache.v1.GetPostsResponse\x12O\n\x08PutPosts\x12 .murmur.cache.v1.PutPostsRequest\x1a!.murmur.cache.v1.PutPostsResponse\x12O\n\x08\x46illFeed\x12 .murmur.cache.v1.FillFeedRequest\x1a!.murmur.cache.v1.FillFeedResponse\x12g\n\x10\x41\x63quireFeedLease\x12(.murmur.cache.v1.AcquireFeedLeaseRequest\x1a).murmur.cache.v1.AcquireFeedLeaseResponse\x12^\n\rAppendToFeeds\x12%.murmur.cache.v1.AppendToFeedsRequest\x1a&.murmur.cache.v1.AppendToFeedsResponse\x12m\n\x12\x41ppendPostsToFeeds\x12*.murmur.cache.v1.AppendPostsToFeedsRequest\x1a+.murmur.cache.v1.AppendPostsToFeedsResponse\x12\x64\n\x0fRemoveFromFeeds\x12\'.murmur.cache.v1.RemoveFromFeedsRequest\x1a(.murmur.cache.v1.RemoveFromFeedsResponse\x12U\n\nInvalidate\x12\".murmur.cache.v1.InvalidateRequest\x1a#.murmur.cache.v1.InvalidateResponse\x12X\n\x0bWarmSession\x12#.murmur.cache.v1.WarmSessionRequest\x1a$.murmur.cache.v1.WarmSessionResponse\x12O\n\x08GetStats\x12 .murmur.cache.v1.GetStatsRequest\x1a!.murmur.cache.v1.GetStatsResponse\x12[\n\x0c\x46ilterActive\x12$.murmur.cache.v1.FilterActiveRequest\x1a%.murmur.cache.v1.FilterActiveResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'murmur.cache.v1.cache_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FEEDKIND']._serialized_start=2059
-  _globals['_FEEDKIND']._serialized_end=2136
-  _globals['_SOURCE']._serialized_start=2138
-  _globals['_SOURCE']._serialized_end=2224
+  _globals['_FEEDKIND']._serialized_start=2342
+  _globals['_FEEDKIND']._serialized_end=2419
+  _globals['_SOURCE']._serialized_start=2421
+  _globals['_SOURCE']._serialized_end=2507
   _globals['_FEEDREF']._serialized_start=92
   _globals['_FEEDREF']._serialized_end=160
   _globals['_GETFEEDPAGEREQUEST']._serialized_start=162
@@ -62,28 +62,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPENDTOFEEDSREQUEST']._serialized_end=1258
   _globals['_APPENDTOFEEDSRESPONSE']._serialized_start=1260
   _globals['_APPENDTOFEEDSRESPONSE']._serialized_end=1327
-  _globals['_REMOVEFROMFEEDSREQUEST']._serialized_start=1329
-  _globals['_REMOVEFROMFEEDSREQUEST']._serialized_end=1390
-  _globals['_REMOVEFROMFEEDSRESPONSE']._serialized_start=1392
-  _globals['_REMOVEFROMFEEDSRESPONSE']._serialized_end=1434
-  _globals['_INVALIDATEREQUEST']._serialized_start=1436
-  _globals['_INVALIDATEREQUEST']._serialized_end=1540
-  _globals['_INVALIDATERESPONSE']._serialized_start=1542
-  _globals['_INVALIDATERESPONSE']._serialized_end=1579
-  _globals['_WARMSESSIONREQUEST']._serialized_start=1581
-  _globals['_WARMSESSIONREQUEST']._serialized_end=1618
-  _globals['_WARMSESSIONRESPONSE']._serialized_start=1620
-  _globals['_WARMSESSIONRESPONSE']._serialized_end=1657
-  _globals['_GETSTATSREQUEST']._serialized_start=1659
-  _globals['_GETSTATSREQUEST']._serialized_end=1676
-  _globals['_LAYERSTATS']._serialized_start=1678
-  _globals['_LAYERSTATS']._serialized_end=1720
-  _globals['_GETSTATSRESPONSE']._serialized_start=1723
-  _globals['_GETSTATSRESPONSE']._serialized_end=1950
-  _globals['_FILTERACTIVEREQUEST']._serialized_start=1952
-  _globals['_FILTERACTIVEREQUEST']._serialized_end=2015
-  _globals['_FILTERACTIVERESPONSE']._serialized_start=2017
-  _globals['_FILTERACTIVERESPONSE']._serialized_end=2057
-  _globals['_CACHESERVICE']._serialized_start=2227
-  _globals['_CACHESERVICE']._serialized_end=3228
+  _globals['_POSTAPPEND']._serialized_start=1329
+  _globals['_POSTAPPEND']._serialized_end=1377
+  _globals['_APPENDPOSTSTOFEEDSREQUEST']._serialized_start=1379
+  _globals['_APPENDPOSTSTOFEEDSREQUEST']._serialized_end=1488
+  _globals['_OWNERIDS']._serialized_start=1490
+  _globals['_OWNERIDS']._serialized_end=1519
+  _globals['_APPENDPOSTSTOFEEDSRESPONSE']._serialized_start=1521
+  _globals['_APPENDPOSTSTOFEEDSRESPONSE']._serialized_end=1610
+  _globals['_REMOVEFROMFEEDSREQUEST']._serialized_start=1612
+  _globals['_REMOVEFROMFEEDSREQUEST']._serialized_end=1673
+  _globals['_REMOVEFROMFEEDSRESPONSE']._serialized_start=1675
+  _globals['_REMOVEFROMFEEDSRESPONSE']._serialized_end=1717
+  _globals['_INVALIDATEREQUEST']._serialized_start=1719
+  _globals['_INVALIDATEREQUEST']._serialized_end=1823
+  _globals['_INVALIDATERESPONSE']._serialized_start=1825
+  _globals['_INVALIDATERESPONSE']._serialized_end=1862
+  _globals['_WARMSESSIONREQUEST']._serialized_start=1864
+  _globals['_WARMSESSIONREQUEST']._serialized_end=1901
+  _globals['_WARMSESSIONRESPONSE']._serialized_start=1903
+  _globals['_WARMSESSIONRESPONSE']._serialized_end=1940
+  _globals['_GETSTATSREQUEST']._serialized_start=1942
+  _globals['_GETSTATSREQUEST']._serialized_end=1959
+  _globals['_LAYERSTATS']._serialized_start=1961
+  _globals['_LAYERSTATS']._serialized_end=2003
+  _globals['_GETSTATSRESPONSE']._serialized_start=2006
+  _globals['_GETSTATSRESPONSE']._serialized_end=2233
+  _globals['_FILTERACTIVEREQUEST']._serialized_start=2235
+  _globals['_FILTERACTIVEREQUEST']._serialized_end=2298
+  _globals['_FILTERACTIVERESPONSE']._serialized_start=2300
+  _globals['_FILTERACTIVERESPONSE']._serialized_end=2340
+  _globals['_CACHESERVICE']._serialized_start=2510
+  _globals['_CACHESERVICE']._serialized_end=3622
 # @@protoc_insertion_point(module_scope)

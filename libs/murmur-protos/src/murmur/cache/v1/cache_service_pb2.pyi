@@ -156,6 +156,36 @@ class AppendToFeedsResponse(_message.Message):
     active_owner_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, appended: _Optional[int] = ..., active_owner_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class PostAppend(_message.Message):
+    __slots__ = ("post_id", "owner_ids")
+    POST_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_IDS_FIELD_NUMBER: _ClassVar[int]
+    post_id: str
+    owner_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, post_id: _Optional[str] = ..., owner_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AppendPostsToFeedsRequest(_message.Message):
+    __slots__ = ("appends", "only_active_within_seconds")
+    APPENDS_FIELD_NUMBER: _ClassVar[int]
+    ONLY_ACTIVE_WITHIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    appends: _containers.RepeatedCompositeFieldContainer[PostAppend]
+    only_active_within_seconds: float
+    def __init__(self, appends: _Optional[_Iterable[_Union[PostAppend, _Mapping]]] = ..., only_active_within_seconds: _Optional[float] = ...) -> None: ...
+
+class OwnerIds(_message.Message):
+    __slots__ = ("owner_ids",)
+    OWNER_IDS_FIELD_NUMBER: _ClassVar[int]
+    owner_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, owner_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AppendPostsToFeedsResponse(_message.Message):
+    __slots__ = ("appended", "active")
+    APPENDED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    appended: int
+    active: _containers.RepeatedCompositeFieldContainer[OwnerIds]
+    def __init__(self, appended: _Optional[int] = ..., active: _Optional[_Iterable[_Union[OwnerIds, _Mapping]]] = ...) -> None: ...
+
 class RemoveFromFeedsRequest(_message.Message):
     __slots__ = ("owner_ids", "post_ids")
     OWNER_IDS_FIELD_NUMBER: _ClassVar[int]

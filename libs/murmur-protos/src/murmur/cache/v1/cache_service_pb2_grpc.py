@@ -64,6 +64,11 @@ class CacheServiceStub:
                 request_serializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendToFeedsRequest.SerializeToString,
                 response_deserializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendToFeedsResponse.FromString,
                 _registered_method=True)
+        self.AppendPostsToFeeds = channel.unary_unary(
+                '/murmur.cache.v1.CacheService/AppendPostsToFeeds',
+                request_serializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendPostsToFeedsRequest.SerializeToString,
+                response_deserializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendPostsToFeedsResponse.FromString,
+                _registered_method=True)
         self.RemoveFromFeeds = channel.unary_unary(
                 '/murmur.cache.v1.CacheService/RemoveFromFeeds',
                 request_serializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.RemoveFromFeedsRequest.SerializeToString,
@@ -138,6 +143,14 @@ class CacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendPostsToFeeds(self, request, context):
+        """Several posts, each to its own readers' home feeds, in one call: the
+        fan-out of a batch of posts. A reader named by several gets them all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RemoveFromFeeds(self, request, context):
         """Remove post ids from many home feeds in one call.
         """
@@ -205,6 +218,11 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.AppendToFeeds,
                     request_deserializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendToFeedsRequest.FromString,
                     response_serializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendToFeedsResponse.SerializeToString,
+            ),
+            'AppendPostsToFeeds': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendPostsToFeeds,
+                    request_deserializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendPostsToFeedsRequest.FromString,
+                    response_serializer=murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendPostsToFeedsResponse.SerializeToString,
             ),
             'RemoveFromFeeds': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveFromFeeds,
@@ -394,6 +412,33 @@ class CacheService:
             '/murmur.cache.v1.CacheService/AppendToFeeds',
             murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendToFeedsRequest.SerializeToString,
             murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendToFeedsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendPostsToFeeds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/murmur.cache.v1.CacheService/AppendPostsToFeeds',
+            murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendPostsToFeedsRequest.SerializeToString,
+            murmur_dot_cache_dot_v1_dot_cache__service__pb2.AppendPostsToFeedsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,10 @@ class CacheServiceStub:
     """Add one post id to many home feeds in one call (the fan-out pipeline).
     Only feeds present in the cache are touched; absent ones rebuild on read.
     """
+    AppendPostsToFeeds: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.AppendPostsToFeedsRequest, _cache_service_pb2.AppendPostsToFeedsResponse]
+    """Several posts, each to its own readers' home feeds, in one call: the
+    fan-out of a batch of posts. A reader named by several gets them all.
+    """
     RemoveFromFeeds: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.RemoveFromFeedsRequest, _cache_service_pb2.RemoveFromFeedsResponse]
     """Remove post ids from many home feeds in one call."""
     Invalidate: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.InvalidateRequest, _cache_service_pb2.InvalidateResponse]
@@ -81,6 +85,10 @@ class CacheServiceAsyncStub(CacheServiceStub):
     AppendToFeeds: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.AppendToFeedsRequest, _cache_service_pb2.AppendToFeedsResponse]  # type: ignore[assignment]
     """Add one post id to many home feeds in one call (the fan-out pipeline).
     Only feeds present in the cache are touched; absent ones rebuild on read.
+    """
+    AppendPostsToFeeds: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.AppendPostsToFeedsRequest, _cache_service_pb2.AppendPostsToFeedsResponse]  # type: ignore[assignment]
+    """Several posts, each to its own readers' home feeds, in one call: the
+    fan-out of a batch of posts. A reader named by several gets them all.
     """
     RemoveFromFeeds: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.RemoveFromFeedsRequest, _cache_service_pb2.RemoveFromFeedsResponse]  # type: ignore[assignment]
     """Remove post ids from many home feeds in one call."""
@@ -145,6 +153,16 @@ class CacheServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cache_service_pb2.AppendToFeedsResponse, _abc.Awaitable[_cache_service_pb2.AppendToFeedsResponse]]:
         """Add one post id to many home feeds in one call (the fan-out pipeline).
         Only feeds present in the cache are touched; absent ones rebuild on read.
+        """
+
+    @_abc_1.abstractmethod
+    def AppendPostsToFeeds(
+        self,
+        request: _cache_service_pb2.AppendPostsToFeedsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_service_pb2.AppendPostsToFeedsResponse, _abc.Awaitable[_cache_service_pb2.AppendPostsToFeedsResponse]]:
+        """Several posts, each to its own readers' home feeds, in one call: the
+        fan-out of a batch of posts. A reader named by several gets them all.
         """
 
     @_abc_1.abstractmethod
