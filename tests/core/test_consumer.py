@@ -16,6 +16,7 @@ from murmur_devstack import Stack
 
 KEYS = ("a", "b", "c", "d")
 PER_KEY = 6
+BATCH = 4
 
 
 def key_of(msg: Msg) -> str:
@@ -73,3 +74,60 @@ async def test_one_order_per_key_and_keys_at_once(infra: Stack) -> None:
     assert dict(seen) == {k: list(range(PER_KEY)) for k in KEYS}
     assert most_at_once > 1, "lanes of different keys never ran at the same time"
     assert most_at_once <= len(KEYS)
+
+
+async def test_batches_overlap_and_each_key_keeps_its_order_across_them(infra: Stack) -> None:
+    nc = await murmur_nats.connect(infra.nats_url, name="consumer-overlap-test")
+    js = nc.jetstream()
+    stream = f"TEST_{secrets.token_hex(4).upper()}"
+    subject = f"test.{stream.lower()}"
+    await murmur_nats.ensure_stream(js, name=stream, subjects=[f"{subject}.>"], max_age_seconds=600)
+    # Key after key, so that a key's messages span two batches of four and a
+    # batch holds the end of one key and the start of the next.
+    for key in KEYS:
+        for i in range(PER_KEY):
+            await js.publish(f"{subject}.x", f"{key}:{i}".encode())
+
+    seen: dict[str, list[int]] = defaultdict(list)
+    running: list[int] = []  # the batch of each message being handled
+    overlapped = False
+    done = asyncio.Event()
+
+    async def handle(msg: Msg) -> None:
+        nonlocal overlapped
+        key, index = msg.data.decode().split(":")
+        batch = (msg.metadata.sequence.stream - 1) // BATCH
+        running.append(batch)
+        overlapped = overlapped or len(set(running)) > 1
+        # Earlier messages take longest: a later batch would overtake them
+        # unless each key waits for its lane in the batch before.
+        await asyncio.sleep(0.01 * (PER_KEY - int(index)))
+        running.remove(batch)
+        seen[key].append(int(index))
+        if sum(len(v) for v in seen.values()) == PER_KEY * len(KEYS):
+            done.set()
+
+    consumer = EventConsumer(
+        nc,
+        ConsumerSpec(
+            stream=stream,
+            subject=f"{subject}.>",
+            durable="overlapping",
+            batch=BATCH,
+            concurrency=len(KEYS),
+            batches_in_flight=3,
+        ),
+        handle,
+        order_key=key_of,
+    )
+    consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            await done.wait()
+    finally:
+        await consumer.stop()
+        await js.delete_stream(stream)
+        await nc.close()
+
+    assert dict(seen) == {k: list(range(PER_KEY)) for k in KEYS}
+    assert overlapped, "no two batches were ever handled at the same time"

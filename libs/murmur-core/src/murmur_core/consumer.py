@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,10 @@ class ConsumerSpec:
     deliver_new_only: bool = False
     # Messages of one batch handled at once (needs an order key).
     concurrency: int = 1
+    # Fetched batches handled at once (needs an order key): the next batch is
+    # fetched and started while the last waits on its I/O. A key's messages
+    # still run in stream order, across batches too.
+    batches_in_flight: int = 1
 
 
 class EventConsumer:
@@ -89,6 +94,9 @@ class EventConsumer:
         self._order_key = order_key
         self._task: asyncio.Task[None] | None = None
         self._subscription: JetStreamContext.PullSubscription | None = None
+        # The last lane started for each order key, which the next lane of
+        # that key (in a later batch) waits for.
+        self._tails: dict[str, asyncio.Task[None]] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -127,30 +135,46 @@ class EventConsumer:
         with contextlib.suppress(Exception):
             info = await self._subscription.consumer_info()
             PENDING.labels(self._spec.durable).set(info.num_pending or 0)
-        while True:
-            try:
-                messages = await self._subscription.fetch(
-                    self._spec.batch, timeout=self._spec.wait_seconds
-                )
-            except NatsTimeout:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "fetch failed",
-                    extra={"consumer": self._spec.durable, "error": type(exc).__name__},
-                )
-                await asyncio.sleep(0.5)
-                continue
-            if not messages:
-                # nats-py can end a fetch's wait with an empty batch instead
-                # of a timeout: nothing to handle, time or trace.
-                continue
+        overlap = self._spec.batches_in_flight > 1 and self._order_key is not None
+        in_flight = asyncio.Semaphore(self._spec.batches_in_flight if overlap else 1)
+        async with asyncio.TaskGroup() as batches:
+            while True:
+                await in_flight.acquire()
+                messages = await self._fetch(self._subscription)
+                if not messages:
+                    in_flight.release()
+                    continue
+                if not overlap:
+                    try:
+                        await self.handle_batch(messages)
+                    finally:
+                        in_flight.release()
+                    continue
+                batch = batches.create_task(self.handle_batch(messages))
+                batch.add_done_callback(lambda _: in_flight.release())
+
+    async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+        """The next batch; empty when there was none within the wait."""
+        try:
+            messages = await subscription.fetch(self._spec.batch, timeout=self._spec.wait_seconds)
+        except NatsTimeout:
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "fetch failed",
+                extra={"consumer": self._spec.durable, "error": type(exc).__name__},
+            )
+            await asyncio.sleep(0.5)
+            return []
+        # nats-py can end a fetch's wait with an empty batch instead of a
+        # timeout: nothing to handle, time or trace.
+        if messages:
             last = messages[-1].metadata
             if last.num_pending is not None:
                 PENDING.labels(self._spec.durable).set(last.num_pending)
-            await self.handle_batch(messages)
+        return messages
 
     async def handle_batch(self, messages: list[Msg]) -> None:
         spec = self._spec
@@ -188,14 +212,23 @@ class EventConsumer:
             lanes.setdefault(self._order_key(msg), []).append(msg)
         limit = asyncio.Semaphore(spec.concurrency)
 
-        async def lane(ordered: list[Msg]) -> None:
+        async def lane(ordered: list[Msg], after: asyncio.Task[None] | None) -> None:
+            if after is not None:
+                # The key's lane in an earlier batch, still running.
+                await asyncio.wait([after])
             async with limit:
                 for msg in ordered:
                     await self._one(msg)
 
         async with asyncio.TaskGroup() as group:
-            for ordered in lanes.values():
-                group.create_task(lane(ordered))
+            for key, ordered in lanes.items():
+                task = group.create_task(lane(ordered, self._tails.get(key)))
+                self._tails[key] = task
+                task.add_done_callback(functools.partial(self._forget_tail, key))
+
+    def _forget_tail(self, key: str, lane: asyncio.Task[None]) -> None:
+        if self._tails.get(key) is lane:
+            del self._tails[key]
 
     async def _one(self, msg: Msg) -> None:
         try:

@@ -99,6 +99,7 @@ class Pipeline:
                 ack_wait_seconds=settings.ack_wait_seconds,
                 dead_letter_subject=subjects.dead_letter_subject(settings.consumer),
                 concurrency=settings.concurrency,
+                batches_in_flight=settings.batches_in_flight,
             ),
             fanout.handle,
             order_key=FanOut.order_key,

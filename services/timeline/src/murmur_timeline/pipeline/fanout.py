@@ -47,20 +47,22 @@ class FanOut:
     @staticmethod
     def order_key(msg: Msg) -> str:
         """Events with one key are applied in stream order; others at once.
-        An author's creates and deletes share one; so do a follower's follows."""
+        A post's creation and deletion share one (a deletion must not run
+        before the append it undoes), as do a follower's follows. An author's
+        other posts do not wait for each other: they join one fan-out round."""
         try:
             event = events_pb2.Event.FromString(msg.data)
         except DecodeError:
             return ""  # poison; handle() says so
         kind = event.WhichOneof("payload")
         if kind == "post_created":
-            return event.post_created.author_id
+            return f"post {event.post_created.post_id}"
         if kind == "post_deleted":
-            return event.post_deleted.author_id
+            return f"post {event.post_deleted.post_id}"
         if kind == "follow_created":
-            return event.follow_created.follower_id
+            return f"follower {event.follow_created.follower_id}"
         if kind == "follow_deleted":
-            return event.follow_deleted.follower_id
+            return f"follower {event.follow_deleted.follower_id}"
         return ""
 
     async def handle(self, msg: Msg) -> None:

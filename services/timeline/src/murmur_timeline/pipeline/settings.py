@@ -37,6 +37,10 @@ class PipelineSettings(ServiceSettings):
     # out together, in one round of queries, cache calls and acks, so this is
     # the fetch batch: a smaller value splits a batch into several rounds.
     concurrency: int = Field(default=256, ge=1)
+    # Fetched batches applied at once: the next batch's queries and cache
+    # calls overlap the last one's wait for JetStream to store its per-user
+    # events (an author's or follower's events still in stream order).
+    batches_in_flight: int = Field(default=2, ge=1)
 
     # Readers who have not read or connected for this long get no fan-out;
     # their feed is rebuilt from SQL when they return.
@@ -44,7 +48,7 @@ class PipelineSettings(ServiceSettings):
     # Authors with more followers than this are not fanned out: their recent
     # posts are merged into readers' pages when read (see docs/pipeline.md).
     hybrid_threshold: int = Field(default=10_000, ge=0)
-    # Followers read from SQL per page, and owners per cache call.
+    # Followers of a large author read from SQL per query.
     fanout_page: int = Field(default=5_000, ge=1)
     # A new follow merges this many of the followee's recent posts into the feed.
     follow_merge_posts: int = Field(default=50, ge=0, le=100)
