@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
@@ -23,16 +24,49 @@ def key_of(msg: Msg) -> str:
     return msg.data.decode().split(":")[0]
 
 
-async def test_one_order_per_key_and_keys_at_once(infra: Stack) -> None:
+async def consume(
+    infra: Stack,
+    payloads: list[bytes],
+    handle: Callable[[Msg], Awaitable[None]],
+    done: asyncio.Event,
+    *,
+    batch: int,
+    concurrency: int,
+    batches_in_flight: int = 1,
+) -> None:
+    """Publish the payloads to a stream of their own, in order, then run a
+    consumer until ``done`` is set."""
     nc = await murmur_nats.connect(infra.nats_url, name="consumer-test")
     js = nc.jetstream()
     stream = f"TEST_{secrets.token_hex(4).upper()}"
     subject = f"test.{stream.lower()}"
     await murmur_nats.ensure_stream(js, name=stream, subjects=[f"{subject}.>"], max_age_seconds=600)
-    for i in range(PER_KEY):
-        for key in KEYS:
-            await js.publish(f"{subject}.x", f"{key}:{i}".encode())
+    for payload in payloads:
+        await js.publish(f"{subject}.x", payload)
+    consumer = EventConsumer(
+        nc,
+        ConsumerSpec(
+            stream=stream,
+            subject=f"{subject}.>",
+            durable="ordered",
+            batch=batch,
+            concurrency=concurrency,
+            batches_in_flight=batches_in_flight,
+        ),
+        handle,
+        order_key=key_of,
+    )
+    consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            await done.wait()
+    finally:
+        await consumer.stop()
+        await js.delete_stream(stream)
+        await nc.close()
 
+
+async def test_one_order_per_key_and_keys_at_once(infra: Stack) -> None:
     seen: dict[str, list[int]] = defaultdict(list)
     running = 0
     most_at_once = 0
@@ -50,26 +84,8 @@ async def test_one_order_per_key_and_keys_at_once(infra: Stack) -> None:
         if sum(len(v) for v in seen.values()) == PER_KEY * len(KEYS):
             done.set()
 
-    consumer = EventConsumer(
-        nc,
-        ConsumerSpec(
-            stream=stream,
-            subject=f"{subject}.>",
-            durable="ordered",
-            batch=PER_KEY * len(KEYS),
-            concurrency=len(KEYS),
-        ),
-        handle,
-        order_key=key_of,
-    )
-    consumer.start()
-    try:
-        async with asyncio.timeout(20):
-            await done.wait()
-    finally:
-        await consumer.stop()
-        await js.delete_stream(stream)
-        await nc.close()
+    payloads = [f"{key}:{i}".encode() for i in range(PER_KEY) for key in KEYS]
+    await consume(infra, payloads, handle, done, batch=PER_KEY * len(KEYS), concurrency=len(KEYS))
 
     assert dict(seen) == {k: list(range(PER_KEY)) for k in KEYS}
     assert most_at_once > 1, "lanes of different keys never ran at the same time"
@@ -77,17 +93,6 @@ async def test_one_order_per_key_and_keys_at_once(infra: Stack) -> None:
 
 
 async def test_batches_overlap_and_each_key_keeps_its_order_across_them(infra: Stack) -> None:
-    nc = await murmur_nats.connect(infra.nats_url, name="consumer-overlap-test")
-    js = nc.jetstream()
-    stream = f"TEST_{secrets.token_hex(4).upper()}"
-    subject = f"test.{stream.lower()}"
-    await murmur_nats.ensure_stream(js, name=stream, subjects=[f"{subject}.>"], max_age_seconds=600)
-    # Key after key, so that a key's messages span two batches of four and a
-    # batch holds the end of one key and the start of the next.
-    for key in KEYS:
-        for i in range(PER_KEY):
-            await js.publish(f"{subject}.x", f"{key}:{i}".encode())
-
     seen: dict[str, list[int]] = defaultdict(list)
     running: list[int] = []  # the batch of each message being handled
     overlapped = False
@@ -107,27 +112,12 @@ async def test_batches_overlap_and_each_key_keeps_its_order_across_them(infra: S
         if sum(len(v) for v in seen.values()) == PER_KEY * len(KEYS):
             done.set()
 
-    consumer = EventConsumer(
-        nc,
-        ConsumerSpec(
-            stream=stream,
-            subject=f"{subject}.>",
-            durable="overlapping",
-            batch=BATCH,
-            concurrency=len(KEYS),
-            batches_in_flight=3,
-        ),
-        handle,
-        order_key=key_of,
+    # Key after key, so that a key's messages span two batches of four and a
+    # batch holds the end of one key and the start of the next.
+    payloads = [f"{key}:{i}".encode() for key in KEYS for i in range(PER_KEY)]
+    await consume(
+        infra, payloads, handle, done, batch=BATCH, concurrency=len(KEYS), batches_in_flight=3
     )
-    consumer.start()
-    try:
-        async with asyncio.timeout(20):
-            await done.wait()
-    finally:
-        await consumer.stop()
-        await js.delete_stream(stream)
-        await nc.close()
 
     assert dict(seen) == {k: list(range(PER_KEY)) for k in KEYS}
     assert overlapped, "no two batches were ever handled at the same time"
