@@ -140,6 +140,17 @@ BAD: list[tuple[str, str, Message]] = [
         "AppendToFeeds",
         cache.AppendToFeedsRequest(owner_ids=[OWNER, ""], post_id=POST_ID),
     ),
+    (
+        # Joined by newlines, these two would read as three well-formed ids.
+        "append-owner-with-newline",
+        "AppendToFeeds",
+        cache.AppendToFeedsRequest(owner_ids=[OWNER, "a\nb"], post_id=POST_ID),
+    ),
+    (
+        "append-owner-with-trailing-newline",
+        "AppendToFeeds",
+        cache.AppendToFeedsRequest(owner_ids=[OWNER + "\n"], post_id=POST_ID),
+    ),
     ("append-no-post-id", "AppendToFeeds", cache.AppendToFeedsRequest(owner_ids=[OWNER])),
     (
         "append-bad-post-id",

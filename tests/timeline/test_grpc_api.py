@@ -88,6 +88,8 @@ async def status_of(call: object) -> grpc.StatusCode:
     [
         (rpc.CreateUserRequest(user_id="", handle="x", public_key=b"k"), "user_id"),
         (rpc.CreateUserRequest(user_id="a b", handle="x", public_key=b"k"), "user_id"),
+        # "$" alone would let a trailing newline into NATS subjects and keys.
+        (rpc.CreateUserRequest(user_id="alice\n", handle="x", public_key=b"k"), "user_id"),
         (rpc.CreateUserRequest(user_id="x" * 65, handle="x", public_key=b"k"), "user_id"),
         (rpc.CreateUserRequest(user_id="carol", handle="Carol!", public_key=b"k"), "handle"),
         (rpc.CreateUserRequest(user_id="carol", handle="carol", public_key=b""), "public_key"),

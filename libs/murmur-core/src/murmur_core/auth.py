@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 # User ids are opaque to Murmur; this bounds them for subjects, keys and URLs.
+# Match with fullmatch: with match, "$" also accepts a trailing newline.
 USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_ISSUER = "murmur-dev"
 DEFAULT_AUDIENCE = "murmur"
@@ -141,7 +142,7 @@ class TokenVerifier:
                 last = exc
                 continue
             subject = claims["sub"]
-            if not isinstance(subject, str) or not USER_ID_PATTERN.match(subject):
+            if not isinstance(subject, str) or not USER_ID_PATTERN.fullmatch(subject):
                 raise InvalidToken("token subject is not a valid user id")
             roles = claims.get("roles", [])
             if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
@@ -174,7 +175,7 @@ def mint_token(
     now: float | None = None,
     roles: tuple[str, ...] = (),
 ) -> str:
-    if not USER_ID_PATTERN.match(user_id):
+    if not USER_ID_PATTERN.fullmatch(user_id):
         raise ValueError("user id must match [A-Za-z0-9_-]{1,64}")
     issued = int(now if now is not None else time.time())
     claims: dict[str, object] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import grpc
@@ -37,9 +38,15 @@ SOURCES = {"l1": rpc.SOURCE_L1, "redis": rpc.SOURCE_REDIS, "timeline": rpc.SOURC
 
 
 def _user(value: str, field: str) -> str:
-    if not USER_ID_PATTERN.match(value):
+    if not USER_ID_PATTERN.fullmatch(value):
         raise Invalid(f"{field} must be 1-64 characters of A-Z, a-z, 0-9, _ or -")
     return value
+
+
+# Many user ids at once: one regular expression over them joined by newlines
+# (which no id may hold), instead of one match per id. Fan-out calls name
+# thousands of owners, and one match each was a tenth of the cache's CPU.
+_USER_ID_LINES = re.compile(r"[A-Za-z0-9_-]{1,64}(?:\n[A-Za-z0-9_-]{1,64})*")
 
 
 def _users(values: Sequence[str], field: str, maximum: int) -> list[str]:
@@ -47,7 +54,11 @@ def _users(values: Sequence[str], field: str, maximum: int) -> list[str]:
         raise Invalid(f"{field} must not be empty")
     if len(values) > maximum:
         raise Invalid(f"{field} holds {len(values)} ids; the limit is {maximum}")
-    return [_user(v, field) for v in values]
+    joined = "\n".join(values)
+    # A newline inside an id adds one: the count catches what the match cannot.
+    if joined.count("\n") == len(values) - 1 and _USER_ID_LINES.fullmatch(joined):
+        return list(values)
+    return [_user(v, field) for v in values]  # raises for the first bad one
 
 
 def _post_id(value: str, field: str) -> str:

@@ -88,7 +88,7 @@ def subscription(message: dict[str, Any]) -> Subscribe:
         if (
             not isinstance(authors, list)
             or not 0 < len(authors) <= MAX_AUTHORS
-            or not all(isinstance(a, str) and USER_ID_PATTERN.match(a) for a in authors)
+            or not all(isinstance(a, str) and USER_ID_PATTERN.fullmatch(a) for a in authors)
         ):
             raise _invalid(f"authors must be a list of 1 to {MAX_AUTHORS} user ids")
         authors = frozenset(authors)

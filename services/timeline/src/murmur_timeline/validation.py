@@ -17,7 +17,7 @@ class Invalid(ValueError):
 
 
 def user_id(value: str, field: str = "user_id") -> str:
-    if not USER_ID_PATTERN.match(value):
+    if not USER_ID_PATTERN.fullmatch(value):
         raise Invalid(f"{field} must be 1-64 characters of A-Z, a-z, 0-9, _ or -")
     return value
 

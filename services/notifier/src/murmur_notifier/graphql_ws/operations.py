@@ -124,7 +124,7 @@ def _filters(
     authors = arguments.get("authors")
     if authors is not None:
         if not 0 < len(authors) <= MAX_AUTHORS or not all(
-            USER_ID_PATTERN.match(a) for a in authors
+            USER_ID_PATTERN.fullmatch(a) for a in authors
         ):
             return GraphQLError(f"authors must be a list of 1 to {MAX_AUTHORS} user ids", node)
         authors = frozenset(authors)
