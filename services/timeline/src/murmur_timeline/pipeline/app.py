@@ -45,12 +45,14 @@ class Pipeline:
         nc: NatsClient,
         channel: grpc.aio.Channel,
         consumer: EventConsumer,
+        fanout: FanOut,
         scheduler: Scheduler,
         health: GrpcServer,
     ) -> None:
         self.settings = settings
         self.db = db
         self.consumer = consumer
+        self.fanout = fanout
         self.scheduler = scheduler
         self.health = health
         self.port = health.port
@@ -119,7 +121,7 @@ class Pipeline:
             register=lambda _: None,
             bind=f"{settings.grpc_host}:{settings.grpc_port}",
         )
-        pipeline = cls(settings, db, nc, channel, consumer, scheduler, health)
+        pipeline = cls(settings, db, nc, channel, consumer, fanout, scheduler, health)
         if settings.metrics_port:
             pipeline._metrics = start_metrics_listener(
                 settings.metrics_port, admin=AdminEndpoints(settings.admin_token, query_stats)
@@ -161,6 +163,7 @@ class Pipeline:
         # Unacknowledged messages of the batch in hand are redelivered to
         # another instance: stopping mid-batch loses nothing.
         await self.consumer.stop()
+        await self.fanout.stop()
         await self.scheduler.stop()
         with contextlib.suppress(Exception):
             await self._nc.drain()

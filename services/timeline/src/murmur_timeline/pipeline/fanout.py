@@ -65,6 +65,9 @@ class FanOut:
             return f"follower {event.follow_deleted.follower_id}"
         return ""
 
+    async def stop(self) -> None:
+        await self._posts.stop()
+
     async def handle(self, msg: Msg) -> None:
         try:
             event = events_pb2.Event.FromString(msg.data)

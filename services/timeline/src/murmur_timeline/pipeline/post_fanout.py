@@ -102,11 +102,14 @@ class PostFanOut:
         store: TimelineStore,
         cache: CacheStub,
         user_events: UserEvents,
+        *,
+        owners_per_call: int = OWNERS_PER_CALL,
     ) -> None:
         self._settings = settings
         self._store = store
         self._cache = cache
         self._user_events = user_events
+        self._owners_per_call = owners_per_call
         self._active_seconds = settings.active_days * 86400
         self._waiting: list[_Post] = []
         self._rounds: set[asyncio.Task[None]] = set()
@@ -122,6 +125,12 @@ class PostFanOut:
             loop.call_soon(self._start_round)
         self._waiting.append(post)
         await post.done
+
+    async def stop(self) -> None:
+        """Cancel the rounds in flight (their events are redelivered)."""
+        for task in list(self._rounds):
+            task.cancel()
+        await asyncio.gather(*self._rounds, return_exceptions=True)
 
     def _start_round(self) -> None:
         posts, self._waiting = self._waiting, []
@@ -143,8 +152,13 @@ class PostFanOut:
             ):
                 await self._fan_out_all(posts)
         except BaseException as exc:
+            # The first failure of the round's tasks, not their group: what
+            # the consumer logs and counts as the cause of each retry.
+            cause = exc
+            while isinstance(cause, BaseExceptionGroup):
+                cause = cause.exceptions[0]
             for post in posts:
-                post.settle(exc)
+                post.settle(cause)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -178,6 +192,8 @@ class PostFanOut:
     async def _announce(self, posts: Sequence[_Post]) -> None:
         """Publish each post's per-user events: its author's own (their feeds
         get the post from the cache's own event handler) and its readers'."""
+        if not posts:
+            return
         for post in posts:
             FANOUT_SIZE.observe(len(post.readers))
         await self._user_events.publish_each(
@@ -211,17 +227,17 @@ class PostFanOut:
     async def _append_and_announce(
         self, posts: Sequence[_Post], followers: dict[str, list[str]]
     ) -> None:
-        """Cache calls of ``OWNERS_PER_CALL`` followers, each keeping the
+        """Cache calls of ``owners_per_call`` followers, each keeping the
         active ones and appending the posts to their feeds; a post is
         announced when the last call holding its followers returns."""
         calls: list[list[tuple[_Post, list[str]]]] = [[]]
-        room = OWNERS_PER_CALL
+        room = self._owners_per_call
         for post in posts:
             owners = followers[post.author]
             while owners:
                 if room == 0:
                     calls.append([])
-                    room = OWNERS_PER_CALL
+                    room = self._owners_per_call
                 part, owners = owners[:room], owners[room:]
                 calls[-1].append((post, part))
                 post.calls_left += 1
