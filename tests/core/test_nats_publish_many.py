@@ -121,3 +121,13 @@ async def test_what_nats_py_refuses_is_refused(nc: Client) -> None:
     await nc.close()
     with pytest.raises(errors.ConnectionClosedError):
         await nc.publish_many([("closed", b"x", b"")])
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["user-42_A", "", " padded ", "tab\tinside", "line\r\nbreak", "end\n", "\u2028sep", "é-ü"],
+)
+def test_header_values_are_written_as_nats_py_writes_them(value: str) -> None:
+    # nats-py's own rule: trimmed, then CR and LF as spaces.
+    expected = value.strip().replace("\r", " ").replace("\n", " ").encode()
+    assert header_value(value) == expected

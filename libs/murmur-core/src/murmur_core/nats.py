@@ -24,7 +24,11 @@ _HEADER_START = bytes(NATS_HDR_LINE) + b"\r\n"
 
 
 def header_value(value: str) -> bytes:
-    """A header value as nats-py writes it (CR and LF become spaces)."""
+    """A header value as nats-py writes it (trimmed; CR and LF become spaces)."""
+    # Most values (user ids, trace context) are printable with no space at
+    # either end: nothing to trim or translate, once per per-user copy.
+    if value.isprintable() and not (value[:1].isspace() or value[-1:].isspace()):
+        return value.encode()
     return value.strip().translate(_HEADER_VALUE_NEWLINES).encode()
 
 

@@ -80,7 +80,7 @@ class Activity:
         their order; all of them when Redis cannot tell (fan out rather than
         miss readers)."""
         since = int((time.time() - within_seconds) * 1000)
-        members = [self._names.activity_member(u) for u in user_ids]
+        members = self._names.activity_members(user_ids)
         active: list[bool] = await self._guard.run(
             self._store.active_since(ACTIVITY, members, since), default=[True] * len(user_ids)
         )

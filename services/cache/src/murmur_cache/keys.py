@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from murmur_cache.sealing import KeyRing
@@ -87,3 +88,8 @@ class KeyNames:
 
     def activity_member(self, user_id: str) -> str:
         return self._user(user_id)
+
+    def activity_members(self, user_ids: Sequence[str]) -> list[str]:
+        """``activity_member`` of each, in one pass: a fan-out call names
+        thousands of owners, and a method call each was a tenth of its CPU."""
+        return list(map(self._user, user_ids))
