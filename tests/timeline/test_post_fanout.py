@@ -75,12 +75,14 @@ def fan_out(
     store: TimelineStore, cache: RecordingCache, events: UserEvents, **settings: int
 ) -> PostFanOut:
     owners_per_call = settings.pop("owners_per_call", 2_000)
+    followers_per_slice = settings.pop("followers_per_slice", 50_000)
     return PostFanOut(
         PipelineSettings(**settings),  # type: ignore[arg-type]
         store,
         cast("CacheStub", cache),
         events,
         owners_per_call=owners_per_call,
+        followers_per_slice=followers_per_slice,
     )
 
 
@@ -166,6 +168,30 @@ async def test_followers_beyond_one_call_are_announced_once_after_the_last(
     assert post_id == post.post_created.post_id
     assert recipients[0] == "ned"
     assert sorted(recipients[1:]) == sorted(set(followers) - {"reader3"})
+
+
+async def test_a_round_is_pushed_a_slice_of_followers_at_a_time(store: TimelineStore) -> None:
+    await users_following(store, "wes", ["xi", "yan"])
+    await users_following(store, "zed", ["abe", "bea"])
+    await users_following(store, "cal", ["dot"])
+    cache = RecordingCache(active={"xi", "yan", "abe", "bea", "dot"})
+    events = RecordingUserEvents()
+    # 2 + 2 followers pass a budget of 3; 2 + 1 do not.
+    fanout = fan_out(store, cache, events, followers_per_slice=3)
+    posts = [post_created(a) for a in ("wes", "zed", "cal")]
+
+    await asyncio.gather(*(fanout.fan_out(p, ROOT) for p in posts))
+
+    assert [[a.post_id for a in c.appends] for c in cache.calls] == [
+        [posts[0].post_created.post_id],
+        [posts[1].post_created.post_id, posts[2].post_created.post_id],
+    ]
+    announced = {p: sorted(to) for b in events.bursts for p, to in b}
+    assert announced == {
+        posts[0].post_created.post_id: ["wes", "xi", "yan"],
+        posts[1].post_created.post_id: ["abe", "bea", "zed"],
+        posts[2].post_created.post_id: ["cal", "dot"],
+    }
 
 
 async def test_a_large_author_is_pulled_not_pushed_and_the_mode_recorded(

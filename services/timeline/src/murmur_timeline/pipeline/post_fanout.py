@@ -4,12 +4,13 @@ The consumer applies a fetched batch's events at the same time, each in its
 own task. Every ``post.created`` among them joins the round of the posts
 waiting at that moment, and a round does for all its posts what each would
 otherwise do alone: one query for the authors' follower counts and modes, one
-for the followers of those with few, one cache call per few thousand
-followers (each reader's activity checked once, each feed written once with
-all its new posts), and one burst of per-user events with a single JetStream
-ack. Per-post costs (queries, a cache call, an ack: about 1.5 ms of this
-process's CPU and 2 ms of the cache's for a post with 60 followers) dominated
-the fan-out of ordinary posts; the round spreads them over its posts.
+for the followers of those with few (per slice of the round, to bound
+memory), one cache call per few thousand followers (each reader's activity
+checked once, each feed written once with all its new posts), and one burst
+of per-user events with a single JetStream ack per call. Per-post costs
+(queries, a cache call, an ack: about 1.5 ms of this process's CPU and 2 ms
+of the cache's for a post with 60 followers) dominated the fan-out of
+ordinary posts; the round spreads them over its posts.
 
 Each post still succeeds or fails alone: an unknown author dead-letters its
 own event only; a failed round fails every post of it (each retried by the
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,9 @@ ROUND_POSTS = Histogram(
 OWNERS_PER_CALL = 2_000
 # At most this many cache calls of one round in flight.
 CALLS_IN_FLIGHT = 2
+# Follower ids read for one slice of a round (a few MB): a round's posts are
+# pushed a slice at a time, by their authors' follower counts.
+FOLLOWERS_PER_SLICE = 50_000
 
 
 @dataclass
@@ -104,12 +108,14 @@ class PostFanOut:
         user_events: UserEvents,
         *,
         owners_per_call: int = OWNERS_PER_CALL,
+        followers_per_slice: int = FOLLOWERS_PER_SLICE,
     ) -> None:
         self._settings = settings
         self._store = store
         self._cache = cache
         self._user_events = user_events
         self._owners_per_call = owners_per_call
+        self._followers_per_slice = followers_per_slice
         self._active_seconds = settings.active_days * 86400
         self._waiting: list[_Post] = []
         self._rounds: set[asyncio.Task[None]] = set()
@@ -181,13 +187,23 @@ class PostFanOut:
                 modes[post.author] = (count, large)
             FANOUTS.labels("pull" if large else "push").inc()
             (notify if large else pushed).append(post)
-        followers = await self._followers({p.author: modes[p.author][0] for p in pushed})
-        reaching = [p for p in pushed if followers.get(p.author)]
-        # Posts with no follower to append to have only the author to tell.
-        alone = notify + [p for p in pushed if not followers.get(p.author)]
+        counts = {p.author: modes[p.author][0] for p in pushed}
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._announce(alone))
-            group.create_task(self._append_and_announce(reaching, followers))
+            group.create_task(self._announce(notify))
+            group.create_task(self._push(pushed, counts))
+
+    async def _push(self, posts: Sequence[_Post], counts: dict[str, int]) -> None:
+        """Read the posts' followers and append, a slice of the round at a
+        time: a round of posts by authors with thousands of followers each
+        would otherwise hold millions of follower ids at once."""
+        for part in _slices(posts, counts, self._followers_per_slice):
+            followers = await self._followers({p.author: counts[p.author] for p in part})
+            reaching = [p for p in part if followers.get(p.author)]
+            # Posts with no follower to append to have only the author to tell.
+            alone = [p for p in part if not followers.get(p.author)]
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._announce(alone))
+                group.create_task(self._append_and_announce(reaching, followers))
 
     async def _announce(self, posts: Sequence[_Post]) -> None:
         """Publish each post's per-user events: its author's own (their feeds
@@ -271,3 +287,19 @@ class PostFanOut:
             for appends in calls:
                 if appends:
                     group.create_task(call(appends))
+
+
+def _slices(posts: Sequence[_Post], counts: dict[str, int], budget: int) -> Iterator[list[_Post]]:
+    """The posts in order, cut where their authors' follower counts would
+    pass the budget (a post over it alone is a slice of its own)."""
+    part: list[_Post] = []
+    spent = 0
+    for post in posts:
+        count = counts[post.author]
+        if part and spent + count > budget:
+            yield part
+            part, spent = [], 0
+        part.append(post)
+        spent += count
+    if part:
+        yield part
