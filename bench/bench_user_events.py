@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import benchlib
-from nats.js.api import RePublish, StorageType
+from nats.js.api import StorageType
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
@@ -52,7 +52,7 @@ from murmur_core.service_info import ServiceInfo
 from murmur_core.telemetry import setup_tracing
 from murmur_devstack import binaries
 from murmur_devstack.ports import free_ports
-from murmur_timeline.pipeline.user_events import UserEvents
+from murmur_timeline.pipeline.user_events import UserEvents, ensure_user_stream
 
 BURST = 500
 USERS = 3_000
@@ -135,17 +135,8 @@ async def run_case(case: Case, copies: int) -> tuple[float, float, int]:
         try:
             nc = await connect_when_up(port)
             js = nc.jetstream()
-            await murmur_nats.ensure_stream(
-                js,
-                name=subjects.USER_STREAM,
-                subjects=[f"{subjects.USER_PREFIX}.>"],
-                max_age_seconds=24 * 3600,
-                storage=case.storage,
-                republish=RePublish(
-                    src=f"{subjects.USER_PREFIX}.>", dest=f"{subjects.USER_LIVE_PREFIX}.>"
-                )
-                if case.republish
-                else None,
+            await ensure_user_stream(
+                js, retention_seconds=24 * 3600, storage=case.storage, live=case.republish
             )
             send: Callable[[], Awaitable[None]] = (
                 (lambda: publish_user_events(nc, copies))

@@ -135,20 +135,16 @@ class EventConsumer:
         with contextlib.suppress(Exception):
             info = await self._subscription.consumer_info()
             PENDING.labels(self._spec.durable).set(info.num_pending or 0)
-        overlap = self._spec.batches_in_flight > 1 and self._order_key is not None
-        in_flight = asyncio.Semaphore(self._spec.batches_in_flight if overlap else 1)
+        # Without an order key nothing keeps a key's messages in order across
+        # batches: one batch at a time.
+        overlap = self._spec.batches_in_flight if self._order_key is not None else 1
+        in_flight = asyncio.Semaphore(overlap)
         async with asyncio.TaskGroup() as batches:
             while True:
                 await in_flight.acquire()
                 messages = await self._fetch(self._subscription)
                 if not messages:
                     in_flight.release()
-                    continue
-                if not overlap:
-                    try:
-                        await self.handle_batch(messages)
-                    finally:
-                        in_flight.release()
                     continue
                 batch = batches.create_task(self.handle_batch(messages))
                 batch.add_done_callback(lambda _: in_flight.release())

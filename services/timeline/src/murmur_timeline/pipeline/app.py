@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import grpc
 from nats.aio.client import Client as NatsClient
-from nats.js.api import RePublish
 
 from murmur_core import nats as murmur_nats
 from murmur_core import subjects
@@ -22,7 +21,7 @@ from murmur_core.metrics import MetricsListener, start_metrics_listener
 from murmur_timeline.pipeline.cleanup import Scheduler, jobs
 from murmur_timeline.pipeline.fanout import FanOut
 from murmur_timeline.pipeline.settings import PipelineSettings
-from murmur_timeline.pipeline.user_events import UserEvents
+from murmur_timeline.pipeline.user_events import UserEvents, ensure_user_stream
 from murmur_timeline.storage import Database, QueryStats, TimelineStore, open_database
 
 if TYPE_CHECKING:
@@ -71,16 +70,7 @@ class Pipeline:
         await store.migrate()
         nc = await murmur_nats.connect(settings.nats_url, name="pipeline")
         js = nc.jetstream()
-        await murmur_nats.ensure_stream(
-            js,
-            name=subjects.USER_STREAM,
-            subjects=[f"{subjects.USER_PREFIX}.>"],
-            max_age_seconds=settings.user_events_retention_seconds,
-            # The notifier's live feed: each stored event, with its sequence.
-            republish=RePublish(
-                src=f"{subjects.USER_PREFIX}.>", dest=f"{subjects.USER_LIVE_PREFIX}.>"
-            ),
-        )
+        await ensure_user_stream(js, retention_seconds=settings.user_events_retention_seconds)
         await murmur_nats.ensure_stream(
             js,
             name=subjects.DEAD_LETTER_STREAM,

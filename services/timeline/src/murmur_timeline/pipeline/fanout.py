@@ -8,7 +8,6 @@ deduplicated by JetStream on ``<event id>.<user id>``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
@@ -102,18 +101,6 @@ class FanOut:
             raise Poison(f"unknown author {author_id}") from exc
         return count > self._settings.hybrid_threshold
 
-    async def _follower_pages(self, author_id: str) -> AsyncIterator[list[str]]:
-        """The author's followers, a page at a time, from the source of truth."""
-        after = None
-        page_size = self._settings.fanout_page
-        while True:
-            page = await self._store.list_followers(author_id, page_size, after)
-            if page:
-                yield page
-            if len(page) < page_size:
-                return
-            after = page[-1]
-
     async def _follow_created(self, event: events_pb2.Event, parent: otel_context.Context) -> None:
         """Merge the followee's recent posts into the follower's cached feed
         (a large followee's are merged when read instead)."""
@@ -141,7 +128,7 @@ class FanOut:
         await self._user_events.publish(event, [author], parent)
         if await self._is_large(author):
             return  # its id was never pushed; the cache's tombstone hides it on read
-        async for followers in self._follower_pages(author):
+        async for followers in self._store.follower_pages(author, self._settings.fanout_page):
             active = await self._cache.FilterActive(
                 cache_rpc.FilterActiveRequest(
                     user_ids=followers, within_seconds=self._active_seconds

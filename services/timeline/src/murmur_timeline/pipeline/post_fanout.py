@@ -229,15 +229,9 @@ class PostFanOut:
         few = [a for a, n in counts.items() if n <= page]
         followers = await self._store.followers_of(few) if few else {}
         for author in (a for a, n in counts.items() if n > page):
-            everyone: list[str] = []
-            after = None
-            while True:
-                batch = await self._store.list_followers(author, page, after)
-                everyone += batch
-                if len(batch) < page:
-                    break
-                after = batch[-1]
-            followers[author] = everyone
+            followers[author] = [
+                f async for part in self._store.follower_pages(author, page) for f in part
+            ]
         return followers
 
     async def _append_and_announce(

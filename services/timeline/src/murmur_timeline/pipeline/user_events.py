@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nats.js import JetStreamContext
+from nats.js.api import RePublish, StorageType
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter
 
 from murmur.events.v1 import events_pb2
+from murmur_core import nats as murmur_nats
 from murmur_core import subjects
 from murmur_core.nats import Client, header_lines, header_value, inject_trace_context
 
@@ -30,6 +33,28 @@ tracer = trace.get_tracer(__name__)
 PUBLISHED = Counter(
     "murmur_pipeline_user_events_total", "Per-user events published for the notifier."
 )
+
+
+async def ensure_user_stream(
+    js: JetStreamContext,
+    *,
+    retention_seconds: float,
+    storage: StorageType = StorageType.FILE,
+    live: bool = True,
+) -> None:
+    """Declare MURMUR_USER. With ``live`` (always, but in a benchmark that
+    weighs it), the stream republishes each stored event with its sequence on
+    the notifier's live subjects."""
+    await murmur_nats.ensure_stream(
+        js,
+        name=subjects.USER_STREAM,
+        subjects=[f"{subjects.USER_PREFIX}.>"],
+        max_age_seconds=retention_seconds,
+        storage=storage,
+        republish=RePublish(src=f"{subjects.USER_PREFIX}.>", dest=f"{subjects.USER_LIVE_PREFIX}.>")
+        if live
+        else None,
+    )
 
 
 # A domain event, whom to send it to, and the trace its copies continue.

@@ -187,6 +187,17 @@ class TimelineStore:
             )
         return [row[0] for row in rows]
 
+    async def follower_pages(self, user_id: str, page_size: int) -> AsyncIterator[list[str]]:
+        """Every follower of the user, a page (one query) at a time."""
+        after = None
+        while True:
+            page = await self.list_followers(user_id, page_size, after)
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = page[-1]
+
     async def fanout_mode(self, user_id: str) -> tuple[int, bool]:
         """The user's follower count, and whether their posts are recorded as
         pulled (merged on read) rather than pushed."""
