@@ -25,7 +25,7 @@ from murmur_core.auth import Principal, TokenVerifier
 from murmur_notifier import metrics
 from murmur_notifier.errors import ProtocolError
 from murmur_notifier.events import Delivery
-from murmur_notifier.outbox import Outbox, Outgoing
+from murmur_notifier.outbox import FlushSchedule, Outbox, Outgoing
 from murmur_notifier.router import Router
 from murmur_notifier.settings import NotifierSettings
 from murmur_notifier.subscriber import Subscriber
@@ -48,6 +48,13 @@ class Channel(Protocol):
 
     async def send(self, message: bytes, *, text: bool | None = None) -> None: ...
 
+    def ready_to_write(self) -> bool:
+        """Whether ``write_now`` may be called: the transport is open and
+        takes more without waiting."""
+
+    def write_now(self, message: bytes) -> None:
+        """Write a text message at once (only when ``ready_to_write``)."""
+
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
@@ -57,6 +64,8 @@ class Services:
     verifier: TokenVerifier
     router: Router
     js: JetStreamContext
+    # When every connection's queued frames are written.
+    flushes: FlushSchedule
     # Catch-ups (stream reads for subscribe and resume) in flight at once: a
     # thousand clients resuming together must not time JetStream out.
     catching_up: asyncio.Semaphore
@@ -76,7 +85,9 @@ class Connection(ABC):
         self.expires_at = 0.0
         # By subscription id ("" for the native protocol's only one).
         self.subscribers: dict[str, Subscriber] = {}
-        self.outbox = Outbox(ws, self.settings, self.frames, self.too_slow, self.PROTOCOL)
+        self.outbox = Outbox(
+            ws, self.settings, self.frames, self.too_slow, self.PROTOCOL, services.flushes
+        )
         rate = self.settings.client_messages_per_second
         self._tokens = 2 * rate
         self._refilled = time.monotonic()

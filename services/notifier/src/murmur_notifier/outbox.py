@@ -1,7 +1,15 @@
-"""One connection's outbound queue and the task that drains it, whatever the
+"""One connection's outbound queue and how it is written, whatever the
 protocol: bounded in bytes so a slow client only ever delays itself, events
 coalesced over a few milliseconds, and a close that either flushes what is
-queued first (going away) or cuts it short (too slow, token expired)."""
+queued first (going away) or cuts it short (too slow, token expired).
+
+Frames are written without a task switch while the socket takes them: one
+timer per coalescing window (``FlushSchedule``, shared by every connection)
+writes every queue that filled during it straight to its transport. A
+connection's own sender task only runs when its socket pushes back, or to
+close: a post to a thousand followers is then a thousand writes from one
+callback, not a thousand task wake-ups and sleeps (docs/notifier.md,
+Measured)."""
 
 from __future__ import annotations
 
@@ -66,6 +74,44 @@ def _send_span(
 Framer = Callable[[list[Outgoing]], list[bytes]]
 
 
+class FlushSchedule:
+    """When queued frames are written: events after a coalescing window (so
+    the events of a few milliseconds share a frame), protocol messages at
+    the next turn of the loop. One timer for every connection's window."""
+
+    def __init__(self, coalesce_seconds: float) -> None:
+        self._coalesce_seconds = coalesce_seconds
+        self._later: list[Outbox] = []
+        self._soon: list[Outbox] = []
+        self._later_handle: asyncio.TimerHandle | None = None
+        self._soon_handle: asyncio.Handle | None = None
+
+    def soon(self, outbox: Outbox) -> None:
+        self._soon.append(outbox)
+        if self._soon_handle is None:
+            self._soon_handle = asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def later(self, outbox: Outbox) -> None:
+        if not self._coalesce_seconds:
+            self.soon(outbox)
+            return
+        self._later.append(outbox)
+        if self._later_handle is None:
+            self._later_handle = asyncio.get_running_loop().call_later(
+                self._coalesce_seconds, self._flush_later
+            )
+
+    def _flush_soon(self) -> None:
+        due, self._soon, self._soon_handle = self._soon, [], None
+        for outbox in due:
+            outbox.flush()
+
+    def _flush_later(self) -> None:
+        due, self._later, self._later_handle = self._later, [], None
+        for outbox in due:
+            outbox.flush()
+
+
 # A close reason, or how to word it when the close is sent: a flushing close
 # reports the position reached after what it flushed.
 Reason = str | Callable[[], str]
@@ -95,8 +141,10 @@ class Outbox:
         framer: Framer,
         too_slow: Callable[[], None],
         protocol: str,
+        schedule: FlushSchedule,
     ) -> None:
         self._ws = ws
+        self._schedule = schedule
         self._delivered = metrics.DELIVERED.labels(protocol)
         self._latency = metrics.DELIVERY_SECONDS.labels(protocol)
         self.protocol = protocol
@@ -109,6 +157,10 @@ class Outbox:
         # Set whenever the queue shrinks: paced replays wait on it.
         self._room = asyncio.Event()
         self.close_request: CloseRequest | None = None
+        # A flush is scheduled; the sender task is writing (it then writes
+        # whatever is queued, and flushes leave the queue to it).
+        self._flush_due = False
+        self._sending = False
 
     @property
     def closing(self) -> bool:
@@ -145,7 +197,14 @@ class Outbox:
         self._queue.append(item)
         self.queued_bytes += size
         metrics.QUEUED_BYTES.inc(size)
-        self._wake.set()
+        if self._sending:
+            self._wake.set()
+        elif not self._flush_due:
+            self._flush_due = True
+            if isinstance(item, Outgoing):
+                self._schedule.later(self)
+            else:
+                self._schedule.soon(self)
 
     # Closing
 
@@ -153,7 +212,7 @@ class Outbox:
         """Close from the sender (the first request wins)."""
         if self.close_request is None:
             self.close_request = CloseRequest(code, reason, flush)
-            self._wake.set()
+            self._start_sending()
             # A replay waiting for room stops at once.
             self._room.set()
 
@@ -174,20 +233,38 @@ class Outbox:
         self._framer = _no_frames
         self._too_slow = _ignore
 
-    # The sender
+    # Writing
+
+    def flush(self) -> None:
+        """Write what is queued while the socket takes it without waiting;
+        past that, the sender task waits for it (called by FlushSchedule)."""
+        self._flush_due = False
+        if self._sending:
+            return
+        while self._queue:
+            if not self._ws.ready_to_write():
+                self._start_sending()
+                return
+            frames, traced = self._next_frames()
+            if traced:
+                with _send_span(traced, len(frames), self.protocol):
+                    for frame in frames:
+                        self._ws.write_now(frame)
+            else:
+                for frame in frames:
+                    self._ws.write_now(frame)
+
+    def _start_sending(self) -> None:
+        self._sending = True
+        self._wake.set()
 
     async def run(self) -> None:
-        settings = self._settings
+        """The sender task: writes when the socket pushes back, and closes."""
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self._sending = True
             while self._queue and (self.close_request is None or self.close_request.flush):
-                if (
-                    settings.coalesce_seconds
-                    and isinstance(self._queue[0], Outgoing)
-                    and len(self._queue) < settings.frame_max_events
-                ):
-                    await asyncio.sleep(settings.coalesce_seconds)
                 frames, traced = self._next_frames()
                 if traced:
                     with _send_span(traced, len(frames), self.protocol):
@@ -200,6 +277,7 @@ class Outbox:
                 reason = request.reason if isinstance(request.reason, str) else request.reason()
                 await self.close_now(request.code, reason)
                 return
+            self._sending = False
 
     def _next_frames(self) -> tuple[list[bytes], list[SpanContext]]:
         """The next frames to write, and the sampled traces of their events."""

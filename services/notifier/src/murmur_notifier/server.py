@@ -12,11 +12,13 @@ import logging
 import socket
 from collections.abc import Sequence
 from http import HTTPStatus
+from typing import cast
 
 from nats.aio.client import Client as NatsClient
 from nats.errors import SlowConsumerError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from murmur_core import nats as murmur_nats
@@ -27,6 +29,7 @@ from murmur_notifier import metrics, protocol
 from murmur_notifier.connection import Connection, Services
 from murmur_notifier.graphql_ws import messages as graphql_messages
 from murmur_notifier.graphql_ws.session import GraphqlConnection
+from murmur_notifier.outbox import FlushSchedule
 from murmur_notifier.presence import Presence
 from murmur_notifier.router import Router
 from murmur_notifier.session import Session
@@ -93,6 +96,7 @@ class NotifierServer:
             verifier,
             router,
             nc.jetstream(),
+            FlushSchedule(settings.coalesce_seconds),
             asyncio.Semaphore(settings.replay_concurrency),
         )
         server = cls(settings, nc, services, sessions)
@@ -156,7 +160,9 @@ class NotifierServer:
             return response
         return None
 
-    async def _handle(self, ws: ServerConnection) -> None:
+    async def _handle(self, connection: ServerConnection) -> None:
+        # serve() makes every connection with create_connection=_ServerConnection.
+        ws = cast(_ServerConnection, connection)
         if self.settings.send_buffer_bytes:
             sock = ws.transport.get_extra_info("socket")
             if sock is not None:
@@ -218,6 +224,26 @@ class _ServerConnection(ServerConnection):
     Once the TCP connection is lost the selector is not asked again, and the
     error keeps its type and message (what a close reports), not the frames.
     """
+
+    def ready_to_write(self) -> bool:
+        return (
+            not self.paused
+            and self.protocol.state is State.OPEN
+            and not self.transport.is_closing()
+        )
+
+    def write_now(self, message: bytes) -> None:
+        """A text frame written straight to the transport: a server's frames
+        are not masked and compression is off, so the frame is a header and
+        the message, with none of ``send``'s awaits (docs/notifier.md)."""
+        size = len(message)
+        if size < 126:
+            header = bytes((0x81, size))
+        elif size < 1 << 16:
+            header = b"\x81\x7e" + size.to_bytes(2, "big")
+        else:
+            header = b"\x81\x7f" + size.to_bytes(8, "big")
+        self.transport.write(header + message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -70,6 +70,13 @@ class EventStream:
     async def send(self, message: bytes, *, text: bool | None = None) -> None:
         await self._put(message if message.startswith(b"id:") else _record(message))
 
+    def ready_to_write(self) -> bool:
+        # Records go through the response's queue: always the sender task.
+        return False
+
+    def write_now(self, message: bytes) -> None:
+        raise RuntimeError("an event stream is written by its sender task")
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         record = b"event: close\ndata: " + _json({"code": code, "reason": reason}) + b"\n\n"
         retry_after_ms = _field(reason, "retry_after_ms")
