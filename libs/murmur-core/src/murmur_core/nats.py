@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from nats import errors
 from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES, NATS_HDR_LINE, _validate_subject
 from nats.aio.client import Client as NatsClient
+from nats.aio.subscription import Subscription
 from nats.errors import SlowConsumerError
 from nats.js import JetStreamContext
 from nats.js.api import RePublish, StorageType, StreamConfig
@@ -46,9 +47,14 @@ def header_lines(headers: Mapping[str, str]) -> bytes:
     return b"".join(out)
 
 
+# A direct subscription's handler: (subject, headers, payload), called as the
+# message is parsed.
+DirectHandler = Callable[[str, dict[str, str] | None, bytes], None]
+
+
 class Client(NatsClient):
-    """nats-py's client with a faster parser of message headers, and a burst
-    publish.
+    """nats-py's client with a faster parser of message headers, a burst
+    publish, and subscriptions handled as their messages are parsed.
 
     Parsing: every message a stream republishes carries five headers of its
     own besides the publisher's, and nats-py's parser (a generator per header
@@ -56,6 +62,41 @@ class Client(NatsClient):
     delivering them. Same result for every well-formed header block (tested
     against nats-py's own).
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._direct: dict[int, DirectHandler] = {}
+
+    async def subscribe_direct(self, subject: str, handler: DirectHandler) -> Subscription:
+        """A subscription whose messages go to ``handler`` from the read loop,
+        as they are parsed: no message object, no queue and no task per
+        subscription (nats-py's way, about a third of what the notifier spent
+        on a message it routes to one user). The handler must not block; a
+        process too slow for its messages is cut off by the server as a slow
+        consumer (a disconnect), never drops messages of its own."""
+        subscription = await self.subscribe(subject)
+        self._direct[subscription._id] = handler
+        return subscription
+
+    def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
+        self._direct.pop(sid, None)
+        super()._remove_sub(sid, max_msgs)
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        handler = self._direct.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        parsed = await self._process_headers(headers) if headers else None
+        try:
+            handler(subject.decode(), parsed, data)
+        except Exception:
+            # Not the read loop's to end: the other subscriptions go on.
+            log.exception("a direct subscription's handler failed")
 
     async def publish_many(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
         """Publish (subject, payload, header lines) messages in order, as one

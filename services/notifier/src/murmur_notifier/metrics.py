@@ -44,11 +44,6 @@ CLOSES = Counter(
 UNDELIVERABLE = Counter(
     "murmur_notifier_undeliverable_total", "Messages on users' subjects that could not be read."
 )
-DROPPED_USERS = Counter(
-    "murmur_notifier_live_drops_total",
-    "Times a user's live events were dropped here (this process too slow for"
-    " NATS) and their connections were sent to resume.",
-)
 
 
 def start_series(protocols: tuple[str, ...]) -> None:

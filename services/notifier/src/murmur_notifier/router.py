@@ -1,7 +1,8 @@
 """Interest routing: one core NATS subscription per user with an open
 connection here, on the live (republished) subjects of that user only, so
 instances behind a load balancer share users with no coordination. A message
-is decoded once and offered to each of the user's connections."""
+is decoded once and offered to each of the user's connections, from the NATS
+client's read loop (``subscribe_direct``): no task or queue per message."""
 
 from __future__ import annotations
 
@@ -10,15 +11,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.errors import SlowConsumerError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from murmur_core import subjects
-from murmur_core.nats import extract_trace_context
+from murmur_core.nats import DirectHandler, extract_trace_context
 from murmur_notifier import metrics
 from murmur_notifier.events import Delivery, Undeliverable, decode
 
@@ -31,6 +28,16 @@ SEQUENCE_HEADER = "Nats-Sequence"
 _TRACED_MAX = 4096
 
 
+class LiveSubscription(Protocol):
+    async def unsubscribe(self) -> None: ...
+
+
+class LiveSource(Protocol):
+    """What the router needs of NATS (``murmur_core.nats.Client``)."""
+
+    async def subscribe_direct(self, subject: str, handler: DirectHandler) -> LiveSubscription: ...
+
+
 class Listener(Protocol):
     def offer(self, delivery: Delivery) -> None: ...
 
@@ -39,10 +46,10 @@ class Listener(Protocol):
 
 
 class Router:
-    def __init__(self, nc: NatsClient) -> None:
+    def __init__(self, nc: LiveSource) -> None:
         self._nc = nc
         self._listeners: dict[str, set[Listener]] = {}
-        self._subscriptions: dict[str, Subscription] = {}
+        self._subscriptions: dict[str, LiveSubscription] = {}
         # Told of each user who gets a first connection here (presence).
         self.on_join: Callable[[str], None] | None = None
         self._traced: dict[str, None] = {}
@@ -51,8 +58,8 @@ class Router:
         listeners = self._listeners.setdefault(user_id, set())
         listeners.add(listener)
         if user_id not in self._subscriptions:
-            self._subscriptions[user_id] = await self._nc.subscribe(
-                subjects.user_live_filter(user_id), cb=self._deliver
+            self._subscriptions[user_id] = await self._nc.subscribe_direct(
+                subjects.user_live_filter(user_id), self._deliver
             )
             metrics.USERS.set(len(self._subscriptions))
             if self.on_join is not None:
@@ -74,27 +81,12 @@ class Router:
     def users(self) -> list[str]:
         return list(self._subscriptions)
 
-    async def dropped(self, error: SlowConsumerError) -> None:
-        """The client dropped a message of one user's subscription (its
-        pending limit overflowed): that user's connections here resume from
-        their positions, so nothing is lost, only delayed. nats-py reports
-        each dropped message; the first one sends them away."""
-        if not error.subject.startswith(subjects.USER_LIVE_PREFIX + "."):
-            return
-        user_id = error.subject.split(".", 4)[3]
-        listeners = self._listeners.get(user_id, set())
-        if listeners:
-            metrics.DROPPED_USERS.inc()
-            log.warning("live events dropped: the user's connections resume")
-        for listener in list(listeners):
-            listener.go_away()
-
-    async def _deliver(self, msg: Msg) -> None:
+    def _deliver(self, subject: str, headers: dict[str, str] | None, data: bytes) -> None:
         # murmur.live.user.<user_id>.<kind...>
-        user_id = msg.subject.split(".", 4)[3]
+        user_id = subject.split(".", 4)[3]
         try:
-            seq = int((msg.headers or {})[SEQUENCE_HEADER])
-            delivery = decode(seq, msg.data)
+            seq = int((headers or {})[SEQUENCE_HEADER])
+            delivery = decode(seq, data)
         except (KeyError, ValueError, Undeliverable) as exc:
             metrics.UNDELIVERABLE.inc()
             log.warning("undeliverable user event", extra={"error": repr(exc)})
@@ -110,7 +102,7 @@ class Router:
         # The event continues the trace of the post that caused it (the
         # pipeline puts its context in the headers). An event without one
         # starts no trace: a root span per delivery would be noise.
-        context = extract_trace_context(msg.headers)
+        context = extract_trace_context(headers)
         if not trace.get_current_span(context).get_span_context().is_valid:
             for listener in listeners:
                 listener.offer(delivery)

@@ -15,7 +15,6 @@ from http import HTTPStatus
 from typing import cast
 
 from nats.aio.client import Client as NatsClient
-from nats.errors import SlowConsumerError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.protocol import State
@@ -80,15 +79,10 @@ class NotifierServer:
             for session in list(sessions):
                 session.go_away()
 
-        async def dropped(error: SlowConsumerError) -> None:
-            # Only after connect, which binds router: drops need a subscription.
-            await router.dropped(error)
-
         nc = await murmur_nats.connect(
             settings.nats_url,
             name="notifier",
             on_disconnect=disconnected,
-            on_slow_consumer=dropped,
         )
         router = Router(nc)
         services = Services(
