@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 
+import httpx
 from nats.js import JetStreamContext
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -80,6 +81,11 @@ async def test_slow_client_is_closed_with_its_position_and_resumes_without_gap(
         await again.expect("caught_up")
         rest = await again.events_until(len(sent) - len(received), timeout=10)
     assert received + [e["seq"] for e in rest] == sent
+    # What the closed connection had queued is no longer counted.
+    metrics_url = notifier_stack.urls()["notifier_metrics"]
+    async with httpx.AsyncClient() as http:
+        scraped = (await http.get(metrics_url)).text
+    assert "\nmurmur_notifier_queued_bytes 0.0\n" in scraped
 
 
 async def test_other_connections_of_the_user_are_not_closed(

@@ -196,7 +196,7 @@ class Outbox:
             return
         self._queue.append(item)
         self.queued_bytes += size
-        metrics.QUEUED_BYTES.inc(size)
+        metrics.QueuedBytes.total += size
         if self._sending:
             self._wake.set()
         elif not self._flush_due:
@@ -222,7 +222,7 @@ class Outbox:
 
     def discard(self) -> None:
         """The connection is over: what is still queued is no longer counted."""
-        metrics.QUEUED_BYTES.dec(self.queued_bytes)
+        metrics.QueuedBytes.total -= self.queued_bytes
         self.queued_bytes = 0
         self._queue.clear()
 
@@ -313,5 +313,5 @@ class Outbox:
 
     def _forget(self, size: int) -> None:
         self.queued_bytes -= size
-        metrics.QUEUED_BYTES.dec(size)
+        metrics.QueuedBytes.total -= size
         self._room.set()
