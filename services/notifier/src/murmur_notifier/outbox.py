@@ -14,6 +14,7 @@ Measured)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,6 +31,10 @@ from murmur_notifier.events import Delivery
 from murmur_notifier.settings import NotifierSettings
 
 _tracer = trace.get_tracer("murmur_notifier")
+log = logging.getLogger(__name__)
+
+# Standard WebSocket close code (both protocols): the server failed.
+INTERNAL_ERROR = 1011
 
 if TYPE_CHECKING:
     from murmur_notifier.connection import Channel
@@ -103,13 +108,21 @@ class FlushSchedule:
 
     def _flush_soon(self) -> None:
         due, self._soon, self._soon_handle = self._soon, [], None
-        for outbox in due:
-            outbox.flush()
+        _flush_each(due)
 
     def _flush_later(self) -> None:
         due, self._later, self._later_handle = self._later, [], None
-        for outbox in due:
+        _flush_each(due)
+
+
+def _flush_each(due: list[Outbox]) -> None:
+    for outbox in due:
+        try:
             outbox.flush()
+        except Exception:
+            # One connection's failure must not leave the others unwritten.
+            log.exception("writing a connection's frames failed")
+            outbox.request_close(INTERNAL_ERROR, "internal error", flush=False)
 
 
 # A close reason, or how to word it when the close is sent: a flushing close
