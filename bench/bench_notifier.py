@@ -125,6 +125,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from notifier_floor import Floor, measure_floor
 from opentelemetry import context as otel_context
 
 import murmur_timeline.storage.models as timeline_models
@@ -868,6 +869,31 @@ class Bench:
         await self.client.call("close")
         return result
 
+    @property
+    def broadcast_posts(self) -> int:
+        return round(self.cfg.broadcast_rate * self.cfg.broadcast_seconds)
+
+    async def publish_broadcast(self, graph: Graph, published: Published) -> None:
+        """The broadcast author's posts, open loop, in order, to every reader."""
+        author = graph.broadcast_author
+        recipients = [author, *graph.broadcast]
+        t0 = time.perf_counter()
+        for i in range(self.broadcast_posts):
+            delay = t0 + i / self.cfg.broadcast_rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.publisher.publish(post_event(author), recipients, published)
+
+    async def broadcast_floor(self, nats_url: str, graph: Graph) -> Floor:
+        """The broadcast published the same way with no server and no client:
+        its latency at a bare NATS subscriber (notifier_floor.py)."""
+        expected = self.broadcast_posts * (len(graph.broadcast) + 1)  # the author's copy too
+        floor = await measure_floor(
+            nats_url, expected, lambda: self.publish_broadcast(graph, Published(time.time()))
+        )
+        self.out(f"[nats    ] broadcast: {floor.line()}")
+        return floor
+
     async def broadcast_and_burst(
         self, target: Target, graph: Graph, only: frozenset[str]
     ) -> dict[str, Result]:
@@ -879,14 +905,7 @@ class Bench:
         results: dict[str, Result] = {}
 
         async def steady(published: Published) -> None:
-            author = graph.broadcast_author
-            recipients = [author, *users]
-            t0 = time.perf_counter()
-            for i in range(posts):  # open loop; one author's posts in order
-                delay = t0 + i / cfg.broadcast_rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await self.publisher.publish(post_event(author), recipients, published)
+            await self.publish_broadcast(graph, published)
 
         async def burst(published: Published) -> None:
             async def author_posts(author: str) -> None:
@@ -896,7 +915,7 @@ class Bench:
 
             await asyncio.gather(*(author_posts(a) for a in graph.burst_authors))
 
-        posts = round(cfg.broadcast_rate * cfg.broadcast_seconds)
+        posts = self.broadcast_posts
         per_author = cfg.burst_posts // len(graph.burst_authors)
         if "broadcast" in only:
             connected = await self.connect(target, users)
@@ -1066,6 +1085,9 @@ async def _bench(
         results: dict[str, dict[str, Result]] = {}
         for target in targets:
             results[target.name] = await bench.run(target, graphs[target.name], only)
+        floor = None
+        if "broadcast" in only:
+            floor = await bench.broadcast_floor(stack.nats_url, graphs["notifier"])
         skew = max(
             abs(float(r.stats["clock_skew_ms"])) for rs in results.values() for r in rs.values()
         )
@@ -1082,11 +1104,14 @@ async def _bench(
         f"(client wall clock vs timeOrigin+now(): up to {skew:.2f} ms apart; Date.now() has"
         " ms resolution)"
     )
-    return summarize(cfg, results, out)
+    return summarize(cfg, results, floor, out)
 
 
 def summarize(
-    cfg: Config, results: dict[str, dict[str, Result]], out: Callable[[str], None]
+    cfg: Config,
+    results: dict[str, dict[str, Result]],
+    floor: Floor | None,
+    out: Callable[[str], None],
 ) -> dict[str, object]:
     ours = results["notifier"]
     theirs = results.get("baseline", {})
@@ -1124,8 +1149,15 @@ def summarize(
         f" = {benchlib.ratio(burst_rate, base_burst_rate):.2f}x, lost {lost};"
         f" reconnects {reconnects}, resyncs {resyncs})"
     )
+    if floor is not None:
+        out(
+            f"broadcast at a bare NATS subscriber (no server, no client): p50 {floor.p50_ms:.1f}"
+            f" p99 {floor.p99_ms:.1f} ms: what any server behind NATS starts from"
+        )
     return {
         "broadcast_p99_ms": broadcast_p99,
+        "floor_broadcast_p50_ms": floor.p50_ms if floor is not None else math.nan,
+        "floor_broadcast_p99_ms": floor.p99_ms if floor is not None else math.nan,
         "personal_p99_ms": personal_p99,
         "burst_deliveries_per_s": whole(burst_rate),
         "baseline_burst_deliveries_per_s": whole(base_burst_rate),
