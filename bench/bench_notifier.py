@@ -100,6 +100,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -904,9 +905,6 @@ class Bench:
         n = len(users)
         results: dict[str, Result] = {}
 
-        async def steady(published: Published) -> None:
-            await self.publish_broadcast(graph, published)
-
         async def burst(published: Published) -> None:
             async def author_posts(author: str) -> None:
                 recipients = [author, *users]
@@ -921,7 +919,9 @@ class Bench:
             connected = await self.connect(target, users)
             fresh = "personal" not in only
             self.out(f"[{target.name:8}] broadcast: {connected.line(fresh=fresh)}")
-            results["broadcast"] = await self.measure(target, "broadcast", n, posts * n, steady)
+            results["broadcast"] = await self.measure(
+                target, "broadcast", n, posts * n, functools.partial(self.publish_broadcast, graph)
+            )
             await self.client.call("close")
             await settle((target.pid,), limit=5.0)
         if "burst" in only:

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import benchlib
 
 from murmur.events.v1 import events_pb2
 from murmur_core import nats as murmur_nats
@@ -91,16 +94,11 @@ async def _subscribe(nats_url: str, expected: int) -> dict[str, float | int]:
                 break  # nothing more is coming
             last = len(latencies)
     await nc.close()
-    latencies.sort()
-
-    def at(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0.0
-
     return {
         "received": len(latencies),
-        "p50_ms": at(0.50),
-        "p99_ms": at(0.99),
-        "max_ms": latencies[-1] if latencies else 0.0,
+        "p50_ms": benchlib.percentile(latencies, 50),
+        "p99_ms": benchlib.percentile(latencies, 99),
+        "max_ms": max(latencies, default=math.nan),
     }
 
 

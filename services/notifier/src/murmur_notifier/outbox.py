@@ -14,6 +14,7 @@ Measured)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -55,10 +56,12 @@ class Outgoing:
 
 def _send_span(
     traced: list[SpanContext], frames: int, protocol: str
-) -> AbstractContextManager[trace.Span]:
+) -> AbstractContextManager[trace.Span | None]:
     """The end of a post's trace: the frame carrying it written to the socket.
     A child of the first sampled event's delivery span, linked to the others
-    coalesced into the same frames."""
+    coalesced into the same frames; no span for frames with no sampled event."""
+    if not traced:
+        return contextlib.nullcontext()
     first, *others = traced
     return _tracer.start_as_current_span(
         "send murmur.live.user",
@@ -210,9 +213,8 @@ class Outbox:
         self._queue.append(item)
         self.queued_bytes += size
         metrics.QueuedBytes.total += size
-        if self._sending:
-            self._wake.set()
-        elif not self._flush_due:
+        # While the sender task writes, it takes whatever is queued.
+        if not self._sending and not self._flush_due:
             self._flush_due = True
             if isinstance(item, Outgoing):
                 self._schedule.later(self)
@@ -259,11 +261,7 @@ class Outbox:
                 self._start_sending()
                 return
             frames, traced = self._next_frames()
-            if traced:
-                with _send_span(traced, len(frames), self.protocol):
-                    for frame in frames:
-                        self._ws.write_now(frame)
-            else:
+            with _send_span(traced, len(frames), self.protocol):
                 for frame in frames:
                     self._ws.write_now(frame)
 
@@ -279,11 +277,7 @@ class Outbox:
             self._sending = True
             while self._queue and (self.close_request is None or self.close_request.flush):
                 frames, traced = self._next_frames()
-                if traced:
-                    with _send_span(traced, len(frames), self.protocol):
-                        for frame in frames:
-                            await self._ws.send(frame, text=True)
-                else:
+                with _send_span(traced, len(frames), self.protocol):
                     for frame in frames:
                         await self._ws.send(frame, text=True)
             if (request := self.close_request) is not None:
